@@ -1,0 +1,301 @@
+"""A privileged scripted expert: the demonstrator behind every synthetic episode.
+
+It reads the ground-truth target pose and attributes (which no policy sees), picks the
+best gripper mode, and drives the arm through four minimum-jerk segments:
+
+    approach (above the target) -> descend -> grasp (dwell) -> lift
+
+Each control step it converts the Cartesian reference into joint angles with inverse
+kinematics and emits **exactly the policy's action format**: 7 normalised joint
+velocities + 3 mode logits (+1 for the chosen mode, -1 for the others). Its episodes are
+therefore demonstrations a policy can imitate directly.
+
+The controller is closed-loop (feed-forward velocity + feedback on the tracking error),
+so it recovers from disturbances. That is what the *perturbed* variant exploits: noise
+is added to the executed action while the clean expert action is recorded as the label
+(DART-style data: the policy sees states slightly off the ideal path together with the
+action that corrects them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as p
+
+from novapick.sim import robot as R
+from novapick.sim.catalog import ObjectSpec
+from novapick.sim.objects import surface_points
+from novapick.sim.world import FLOOR_Z
+
+APPROACH_HEIGHT = 0.10      # m above the grasp point before descending
+LIFT_HEIGHT = 0.20          # m the grasp point rises after grasping
+APPROACH_SPEED = 0.45       # m/s average along a segment
+DESCEND_TIME = 0.5          # s
+LIFT_TIME = 0.9             # s: gentle, so lifting acceleration stays under 0.3 g
+GRASP_DWELL_MAX = 8         # control steps to wait for a seal / pinch before retrying
+SUCTION_GAP = 0.004         # m between the cup lip and the surface at the grasp point
+FEEDBACK_GAIN = 0.5         # fraction of the tracking error corrected per step
+MAX_RETRIES = 2
+GRASP_TARGET_OFFSET = 0.105  # hand frame -> grasp-target link (the IK point)
+
+
+def min_jerk(s: float) -> float:
+    """Minimum-jerk time scaling: 0 -> 1 with zero velocity and acceleration at both ends."""
+    s = min(max(s, 0.0), 1.0)
+    return 10 * s ** 3 - 15 * s ** 4 + 6 * s ** 5
+
+
+@dataclass
+class Segment:
+    """A minimum-jerk move of the grasp point from ``start`` to ``end`` (m) while the
+    tool turns from ``q0`` to ``q1`` (quaternions, slerp)."""
+
+    start: np.ndarray
+    end: np.ndarray
+    q0: np.ndarray
+    q1: np.ndarray
+    duration: float
+
+    def at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        s = min_jerk(t / self.duration)
+        q = p.getQuaternionSlerp(self.q0.tolist(), self.q1.tolist(), s)
+        return self.start + s * (self.end - self.start), np.array(q)
+
+
+@dataclass
+class GraspPlan:
+    point: np.ndarray        # (3,) grasp-target link position at the grasp
+    orientation: np.ndarray  # (4,) tool quaternion at the grasp
+    approach: np.ndarray     # (3,) unit approach direction (straight down, or along -normal)
+    mode: str                # "suction" or "parallel_jaw"
+    clearance_z: float       # height the approach must stay above before descending
+
+
+def mode_action(mode: str) -> np.ndarray:
+    """The 3 gripper logits that select ``mode``: +1 for it, -1 for the others."""
+    return np.array([1.0 if m == mode else -1.0 for m in R.GRIPPER_MODES])
+
+
+def _wrap_half_turn(angle: float) -> float:
+    """Map to [-pi/2, pi/2): a parallel jaw is symmetric under a half turn."""
+    return (angle + np.pi / 2) % np.pi - np.pi / 2
+
+
+class ScriptedExpert:
+    """Closed-loop scripted picker. ``force_mode`` overrides the best gripper mode (used
+    to show that the mode matters); ``offset`` shifts the grasp point (scripted misses);
+    ``pick_body`` makes it pick another item than the target (scripted wrong picks)."""
+
+    def __init__(self, env, force_mode: str | None = None, offset: np.ndarray | None = None,
+                 pick_body: int | None = None):
+        self.env = env.unwrapped if hasattr(env, "unwrapped") else env
+        self.force_mode = force_mode
+        self.pick_body = pick_body
+        self.offset = np.zeros(3) if offset is None else np.asarray(offset, dtype=float)
+        self.reset()
+
+    # ---- planning ---------------------------------------------------------------------
+    def reset(self) -> None:
+        """Call after ``env.reset``: plans the approach from the current state."""
+        self.phase, self.t, self.dwell, self.retries = "approach", 0.0, 0, 0
+        self.plan: GraspPlan | None = None
+        self.segment: Segment | None = None
+        if getattr(self.env, "target", None) is not None:
+            self._plan_approach()
+
+    def _tcp(self) -> tuple[np.ndarray, np.ndarray]:
+        """Current grasp-point position (3,) and tool quaternion (4,)."""
+        c, r = self.env.client, self.env.robot
+        state = p.getLinkState(r, R.GRASP_TARGET_LINK, computeForwardKinematics=True, physicsClientId=c)
+        return np.array(state[4]), np.array(state[5])
+
+    def grasp_plan(self) -> GraspPlan:
+        """Where and how to grasp the target, from privileged state."""
+        priv = self.env.privileged_state(self.pick_body)
+        spec: ObjectSpec = priv["target_spec"]
+        mode = self.force_mode or spec.best_mode
+        pos, orn = priv["target_position"], priv["target_orientation"]
+        rot = np.array(p.getMatrixFromQuaternion(orn.tolist())).reshape(3, 3)
+        pts = surface_points(spec) @ rot.T + pos            # (N, 3) world surface points
+        top = float(priv["target_aabb"][1][2])
+        down = np.array([0.0, 0.0, -1.0])
+        if mode == "suction":
+            spot, normal = self._suction_spot(priv["target_body"], pos, top)
+            # Approach along the surface normal (a tilted item is met square-on), at most
+            # 35 degrees off vertical so the wrist stays well inside its range.
+            approach = self._tilted_approach(normal, max_tilt=np.radians(25))
+            point = spot - approach * (R.SUCTION_TIP_OFFSET - GRASP_TARGET_OFFSET + SUCTION_GAP)
+            yaw = self._clearance_yaw(point, np.linspace(-np.pi / 2, np.pi / 2, 12, endpoint=False),
+                                      pts, spot, mode, approach)
+        else:
+            approach = down
+            z = max(min(top - 0.02, pos[2] + 0.01), FLOOR_Z + 0.016)
+            point, yaw = self._jaw_grasp(np.array([pos[0], pos[1], z]), pts, mode)
+        point = point + self.offset
+        clearance = max(point[2] + APPROACH_HEIGHT, self._pile_top(point) + 0.06)
+        return GraspPlan(point, R.tool_quaternion(approach, yaw), approach, mode, clearance)
+
+    @staticmethod
+    def _tilted_approach(normal: np.ndarray, max_tilt: float) -> np.ndarray:
+        """Approach direction against ``normal``, tilted at most ``max_tilt`` from vertical
+        (the seal tolerates 30 degrees, so a steeper face is still sealable at the cap)."""
+        tilt = np.arccos(np.clip(normal[2], -1, 1))
+        horizontal = normal[:2] / (np.linalg.norm(normal[:2]) + 1e-9)
+        t = min(tilt, max_tilt)
+        return -np.array([horizontal[0] * np.sin(t), horizontal[1] * np.sin(t), np.cos(t)])
+
+    def _neighbour_points(self) -> np.ndarray:
+        pts = [np.zeros((0, 3))]
+        picked = self.env.target.body if self.pick_body is None else self.pick_body
+        for item in self.env.items:
+            if item.body != picked:
+                pos, orn = p.getBasePositionAndOrientation(item.body, physicsClientId=self.env.client)
+                rot = np.array(p.getMatrixFromQuaternion(orn)).reshape(3, 3)
+                pts.append(surface_points(item.spec) @ rot.T + np.array(pos))
+        return np.concatenate(pts)
+
+    def _pile_top(self, point: np.ndarray, radius: float = 0.14) -> float:
+        """Highest neighbour point within ``radius`` of the grasp (the hand must pass over it)."""
+        pts = self._neighbour_points()
+        near = np.hypot(*(pts[:, :2] - point[:2]).T) < radius
+        return float(pts[near, 2].max()) if near.any() else FLOOR_Z
+
+    def _suction_spot(self, body: int, com: np.ndarray, top: float) -> tuple[np.ndarray, np.ndarray]:
+        """The point (3,) on the target's top straight above (or near) its centre of mass
+        that a vertical ray reaches (a neighbour may overhang it), and the normal there."""
+        c = self.env.client
+        for dx, dy in [(0, 0), (0.01, 0), (-0.01, 0), (0, 0.01), (0, -0.01), (0.015, 0.015), (-0.015, -0.015)]:
+            x, y = com[0] + dx, com[1] + dy
+            # Start just above the target: a ray from higher up would hit the gripper itself.
+            hit = p.rayTest([x, y, top + 0.005], [x, y, FLOOR_Z - 0.01], physicsClientId=c)[0]
+            if hit[0] == body:
+                return np.array(hit[3]), np.array(hit[4])
+        return np.array([com[0], com[1], top]), np.array([0.0, 0.0, 1.0])
+
+    def _joint_limit_penalty(self, point: np.ndarray, approach: np.ndarray, yaw: float) -> float:
+        """1.0 if reaching the grasp at this yaw brings a joint within 0.15 rad of a limit
+        (the arm would be stopped by the joint-limit safety check)."""
+        q = R.solve_ik(self.env.client, self.env.robot, point, R.tool_quaternion(approach, yaw))
+        margin = np.minimum(q - R.ARM_JOINT_LOWER, R.ARM_JOINT_UPPER - q).min()
+        return 1.0 if margin < 0.15 else 0.0
+
+    def _clearance_yaw(self, point: np.ndarray, candidates: np.ndarray, target_pts: np.ndarray,
+                       grasp_spot: np.ndarray, mode: str, approach: np.ndarray | None = None) -> float:
+        """The candidate yaw whose gripper footprint is least obstructed (see
+        :meth:`_clearance_cost`). For suction the target itself counts too: a tilted
+        item's high edge under a finger would be hit."""
+        pts = self._neighbour_points()
+        if mode == "suction":
+            keep = np.hypot(*(target_pts[:, :2] - grasp_spot[:2]).T) > 0.02
+            pts = np.concatenate([pts, target_pts[keep]])
+        approach = np.array([0.0, 0.0, -1.0]) if approach is None else approach
+        costs = [self._clearance_cost(point, yaw, pts, approach) for yaw in candidates]
+        return float(candidates[int(np.argmin(costs))])
+
+    def _clearance_cost(self, point: np.ndarray, yaw: float, pts: np.ndarray, approach: np.ndarray) -> float:
+        """How far (m) obstacles rise into the gripper's path at this grasp (0 = clear).
+
+        Two zones matter on the way down: the **finger pads** (2.5-7.5 cm either side of
+        the centre along the closing axis) reach the grasp height, and the **hand body**
+        (24 x 10 cm) stays ~4 cm above it. A joint-limit problem costs 1 m.
+        """
+        rel = pts[:, :2] - point[:2]
+        fingertip_z = point[2] - 0.008
+        # hand frame (tool down): x = (cos, sin), closing axis y = (sin, -cos)
+        hx = rel @ np.array([np.cos(yaw), np.sin(yaw)])
+        hy = rel @ np.array([np.sin(yaw), -np.cos(yaw)])
+        in_fingers = (np.abs(hx) < 0.02) & (np.abs(hy) > 0.025) & (np.abs(hy) < 0.075)
+        in_hand = (np.abs(hx) < 0.05) & (np.abs(hy) < 0.12)
+        over = np.r_[pts[in_fingers, 2] - (fingertip_z - 0.003), pts[in_hand, 2] - (point[2] + 0.035), 0.0]
+        cost = float(over.max()) + 1e-3 * abs(yaw)  # prefer small wrist turns when equally clear
+        return cost + self._joint_limit_penalty(point, approach, yaw)
+
+    def _jaw_grasp(self, centre: np.ndarray, pts: np.ndarray, mode: str) -> tuple[np.ndarray, float]:
+        """Best (grasp point, yaw) for the jaw: across the narrow width, and slid along the
+        item's length (up to 35 % of its half length) when that keeps the fingers clear."""
+        best, best_cost = (centre, 0.0), np.inf
+        for yaw in self._jaw_yaws(pts - centre):
+            along = np.array([np.cos(yaw), np.sin(yaw), 0.0])    # hand x: along the item
+            half_length = np.ptp(pts[:, :2] @ along[:2]) / 2
+            for frac in (0.0, 0.2, -0.2, 0.35, -0.35):
+                point = centre + along * frac * max(half_length - 0.015, 0.0)
+                cost = self._clearance_cost(point, yaw, self._neighbour_points(), np.array([0.0, 0.0, -1.0]))
+                if cost < best_cost - 1e-6:
+                    best, best_cost = (point, float(yaw)), cost
+        return best
+
+    @staticmethod
+    def _jaw_yaws(points: np.ndarray, tolerance: float = 0.004) -> np.ndarray:
+        """Hand yaws whose jaw closes across (nearly) the narrowest horizontal width.
+
+        With the tool pointing down, the closing axis is at (yaw - pi/2). For round items
+        many yaws qualify, which leaves room to turn the hand away from neighbours.
+        """
+        thetas = np.linspace(0, np.pi, 36, endpoint=False)
+        widths = np.array([np.ptp(points[:, :2] @ np.array([np.cos(t), np.sin(t)])) for t in thetas])
+        good = thetas[widths <= widths.min() + tolerance]
+        return np.array([_wrap_half_turn(t + np.pi / 2) for t in good])
+
+    def _plan_approach(self) -> None:
+        self.plan = self.grasp_plan()
+        tcp, quat = self._tcp()
+        above = self.plan.point - self.plan.approach * APPROACH_HEIGHT
+        above[2] = max(above[2], self.plan.clearance_z)
+        duration = max(0.6, np.linalg.norm(above - tcp) / APPROACH_SPEED)
+        self.segment = Segment(tcp, above, quat, self.plan.orientation, duration)
+        self.phase, self.t = "approach", 0.0
+
+    # ---- acting -----------------------------------------------------------------------
+    def act(self, obs=None) -> np.ndarray:
+        """Next action (10,) for the current state; ``obs`` is unused (privileged)."""
+        if self.plan is None:
+            self.reset()
+        mode_cmd = "release"
+        if self.phase == "approach" and self.t >= self.segment.duration:
+            self.plan = self.grasp_plan()   # re-plan: neighbours may have moved the target
+            start = self.segment.end
+            duration = max(DESCEND_TIME, np.linalg.norm(self.plan.point - start) / 0.25)
+            self.segment = Segment(start, self.plan.point, self.segment.q1, self.plan.orientation, duration)
+            self.phase, self.t = "descend", 0.0
+        if self.phase == "descend":
+            remaining = self.segment.duration - self.t
+            if self.plan.mode == "suction" and remaining <= 3 * R.CONTROL_DT:
+                mode_cmd = "suction"        # pump on just before contact, like a real cell
+            if remaining <= 0:
+                self.phase, self.dwell = "grasp", 0
+        if self.phase == "grasp":
+            mode_cmd = self.plan.mode
+            self.dwell += 1
+            if self.env.gripper.state.held_body is not None:
+                end = self.segment.end + np.array([0, 0, LIFT_HEIGHT])
+                self.segment = Segment(self.segment.end, end, self.segment.q1, self.segment.q1, LIFT_TIME)
+                self.phase, self.t = "lift", 0.0
+            elif self.dwell > GRASP_DWELL_MAX:
+                return self._retry()
+        if self.phase == "lift":
+            mode_cmd = self.plan.mode
+        return np.r_[self._track(), mode_action(mode_cmd)]
+
+    def _retry(self) -> np.ndarray:
+        """The grasp did not take: back up, re-plan and try again (bounded)."""
+        if self.retries >= MAX_RETRIES:
+            self.phase = "give_up"
+            return np.r_[np.zeros(R.NUM_ARM_JOINTS), mode_action("release")]
+        self.retries += 1
+        self._plan_approach()
+        return np.r_[self._track(), mode_action("release")]
+
+    def _track(self) -> np.ndarray:
+        """Normalised joint velocities (7,) that follow the current segment."""
+        if self.phase == "give_up":
+            return np.zeros(R.NUM_ARM_JOINTS)
+        c, r = self.env.client, self.env.robot
+        q, _ = R.arm_state(c, r)
+        now_pos, now_quat = self.segment.at(self.t)
+        self.t += R.CONTROL_DT
+        next_pos, next_quat = self.segment.at(self.t)
+        q_now = R.solve_ik(c, r, now_pos, now_quat)
+        q_next = R.solve_ik(c, r, next_pos, next_quat)
+        velocity = (q_next - q_now) / R.CONTROL_DT + FEEDBACK_GAIN * (q_now - q) / R.CONTROL_DT
+        return np.clip(velocity / R.ARM_MAX_VELOCITY, -0.95, 0.95)

@@ -1,0 +1,70 @@
+"""The scripted expert as a demonstrator, its CLI and the reference pipeline (smoke runs
+of the real entry points with tiny budgets)."""
+import json
+
+import numpy as np
+import pytest
+
+from novapick.sim import robot as R
+from novapick.sim.expert_eval import evaluate_expert, main as expert_eval_main
+from novapick.sim.rollout import record_expert_episode
+
+
+def test_recorded_episode_has_the_demonstration_format(env):
+    ep = record_expert_episode(env, seed=3, object_name=None, split="known", n_items=3)
+    T = len(ep)
+    assert ep.meta["success"] and 20 < T < 120
+    assert ep.rgb.shape == (T, 3, 64, 64) and ep.rgb.dtype == np.uint8
+    assert ep.depth.shape == (T, 1, 64, 64) and ep.depth.dtype == np.float32
+    assert ep.proprio.shape == (T, 14) and ep.gripper_state.shape == (T, 2)
+    assert ep.action.shape == (T, R.ACTION_DIM) and np.abs(ep.action[:, :7]).max() <= 1.0
+    assert set(np.unique(ep.action[:, 7:])) <= {-1.0, 1.0}
+    assert (ep.action[:, 7:] == 1).sum(1).tolist() == [1] * T     # exactly one mode chosen
+    assert ep.grasp[-1] == 1.0 and ep.grasp[0] == 0.0 and ep.reward[-1] >= 1.0
+    np.testing.assert_allclose(ep.proprio[0, :7], R.HOME_JOINTS, atol=1e-3)
+    assert ep.gripper_state[-1, 0] == 1.0 or ep.gripper_state[-1, 1] < 0.08  # sealed or pinched
+
+
+def test_perturbed_episode_differs_but_keeps_clean_labels(env):
+    clean = record_expert_episode(env, seed=8, object_name=None, split="known", n_items=2)
+    noisy = record_expert_episode(env, seed=8, object_name=None, split="known", n_items=2, perturb=True)
+    assert noisy.meta["perturbed"] and noisy.meta["success"]
+    n = min(len(clean), len(noisy))
+    assert not np.allclose(clean.proprio[:n], noisy.proprio[:n])
+    assert np.isfinite(noisy.action).all() and np.abs(noisy.action[:, :7]).max() <= 0.95 + 1e-6
+
+
+def test_expert_picks_known_and_novel_objects():
+    for split in ("known", "novel"):
+        summary = evaluate_expert(split, episodes=8, items=5, seed=123, image_size=32, progress=False)
+        assert summary["success_rate"] >= 7 / 8, (split, summary["failure_counts"])
+        assert summary["mean_cycle_time_s"] < 4.0
+        assert summary["steps_per_s"] > 0
+
+
+def test_results_do_not_depend_on_the_worker_count():
+    one = evaluate_expert("novel", episodes=4, items=3, seed=5, image_size=32, workers=1, progress=False)
+    two = evaluate_expert("novel", episodes=4, items=3, seed=5, image_size=32, workers=2, progress=False)
+    key = lambda s: [(i["target_name"], i["success"], i["steps"], i["mean_jerk"]) for i in s["infos"]]  # noqa: E731
+    assert key(one) == key(two)
+
+
+def test_expert_eval_cli_prints_a_json_summary_last(capsys):
+    expert_eval_main(["--split", "known", "--episodes", "3", "--items", "2", "--image-size", "32", "--json"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(last)
+    for key in ("success_rate", "mean_cycle_time_s", "mean_jerk", "collision_rate", "damage_rate",
+                "failure_counts", "steps_per_s", "episodes"):
+        assert key in summary
+    assert summary["episodes"] == 3
+
+
+@pytest.mark.slow
+def test_reference_pipeline_smoke_run(tmp_path):
+    from solutions.pipeline import main as pipeline_main
+    results = pipeline_main(["--episodes", "3", "--items", "2", "--workers", "1", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["profile"] == "quick" and saved["git_commit"]
+    assert 0.0 <= saved["expert"]["success_novel"] <= 1.0
+    assert (tmp_path / "expert_rollouts.gif").stat().st_size > 10_000
+    assert results["timings"]["total_s"] > 0
