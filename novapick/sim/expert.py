@@ -130,7 +130,9 @@ class ScriptedExpert:
                                       pts, spot, mode, approach)
         else:
             approach = down
-            z = max(min(top - 0.02, pos[2] + 0.01), FLOOR_Z + 0.016)
+            # Pads ~2.5 cm below the top: deep enough to pinch, and the hand body (4.5 cm
+            # above the grasp point) stays above a tall item's top.
+            z = max(top - 0.025, FLOOR_Z + 0.016)
             point, yaw = self._jaw_grasp(np.array([pos[0], pos[1], z]), pts, mode)
         point = point + self.offset
         clearance = max(point[2] + APPROACH_HEIGHT, self._pile_top(point) + 0.06)

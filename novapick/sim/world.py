@@ -92,7 +92,7 @@ def spawn_items(client: int, rng: np.random.Generator, distractors: list[ObjectS
         settle(client, items)
     radius = _footprint_radius(target)
     half = BIN_HALF - TARGET_MARGIN
-    candidates = rng.uniform(BIN_CENTER - half, BIN_CENTER + half, size=(12, 2))
+    candidates = rng.uniform(BIN_CENTER - half, BIN_CENTER + half, size=(24, 2))
     # The clearest spot: lowest pile under the target's footprint plus a 5 cm ring
     # around it (where the gripper's fingers and hand will come down).
     heights = [pile_height(client, xy, radius + 0.05) for xy in candidates]
