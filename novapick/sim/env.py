@@ -33,7 +33,9 @@ from novapick.sim.camera import Lighting, render_scene, render_wrist
 from novapick.sim.catalog import CATALOG_SEED, FRAGILE_LIMIT_N, ObjectSpec, load_catalog
 from novapick.sim.gripper import HybridGripper
 from novapick.sim.language import make_instruction
-from novapick.sim.world import FLOOR_Z, MAX_ITEMS, Item, build_cell, settle, spawn_items
+from novapick.sim.objects import half_height, resting_orientation
+from novapick.sim.world import (BIN_CENTER, BIN_HALF, FLOOR_Z, MAX_ITEMS, TARGET_MARGIN, Item, build_cell,
+                                pile_height, settle, spawn_items, target_in_reach)
 
 LIFT_HEIGHT_M = 0.10         # success: the target's lowest point this far above the floor
 HOLD_STEPS = 10              # ... held for 0.5 s (10 control steps)
@@ -162,6 +164,10 @@ class NovaPickEnv(gym.Env):
         self.specs = {it.body: it.spec for it in self.items}
         self.target = self.items[-1]
         settle(self.client, self.items)
+        for _ in range(3):  # a target that slid off the pile towards a wall is put back
+            if target_in_reach(self.client, self.target):
+                break
+            self._redrop_target(rng)
         R.reset_arm(self.client, self.robot)  # undo any drift while the items settled
 
         positions = {it.body: p.getBasePositionAndOrientation(it.body, physicsClientId=self.client)[0]
@@ -174,6 +180,14 @@ class NovaPickEnv(gym.Env):
         self._dq_hist = np.zeros((3, R.NUM_ARM_JOINTS))
         self._force_filter = 0.0
         return self._observe(), self._info()
+
+    def _redrop_target(self, rng: np.random.Generator) -> None:
+        half = BIN_HALF - TARGET_MARGIN
+        xy = rng.uniform(BIN_CENTER - half, BIN_CENTER + half)
+        z = pile_height(self.client, xy, 0.05) + half_height(self.target.spec) + 0.005
+        orn = resting_orientation(self.target.spec, float(rng.uniform(-np.pi, np.pi)))
+        p.resetBasePositionAndOrientation(self.target.body, [xy[0], xy[1], z], orn, physicsClientId=self.client)
+        settle(self.client, self.items)
 
     def _pick_distractors(self, rng: np.random.Generator, pool: list[ObjectSpec],
                           target: ObjectSpec, k: int) -> list[ObjectSpec]:

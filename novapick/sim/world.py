@@ -17,6 +17,7 @@ BIN_WALL_THICKNESS = 0.01
 FLOOR_Z = 0.0                          # the bin floor is the world ground plane
 TARGET_MARGIN = 0.11                   # the target lands this far from the walls: the hand is
                                        # 21 cm long, so it fits beside the target at any yaw
+TARGET_CLEARANCE = 0.04               # distractors keep this far from the target's edge if they can
 MAX_ITEMS = 30
 
 
@@ -74,30 +75,32 @@ def pile_height(client: int, xy: np.ndarray, radius: float) -> float:
 
 
 def spawn_items(client: int, rng: np.random.Generator, distractors: list[ObjectSpec],
-                target: ObjectSpec, robot: int | None = None) -> list[Item]:
-    """Drop the distractors into the bin at random poses, let them settle, then drop the
-    target where the pile is lowest among a few random spots away from the walls.
+                target: ObjectSpec) -> list[Item]:
+    """Fill the bin: choose the target's spot first (away from the walls), drop the
+    distractors at random poses around it, let them settle, then drop the target.
 
-    So the target may be partially occluded by neighbours, but is never buried under
-    the pile or out of the gripper's reach. Every item starts just above whatever is
-    below it, so nothing starts interpenetrating or falls far.
+    Distractors keep a few centimetres clear of the target's spot while there is room
+    (the gripper's fingers and hand need it); in a crowded bin they may land closer, so
+    the target can be partially occluded but is never buried or out of reach.
+    Every item starts just above whatever is below it, so nothing starts
+    interpenetrating or falls far.
     """
+    half = BIN_HALF - TARGET_MARGIN
+    target_xy = rng.uniform(BIN_CENTER - half, BIN_CENTER + half)
+    keep_out = _footprint_radius(target) + TARGET_CLEARANCE
     items: list[Item] = []
     for spec in distractors:
         radius = _footprint_radius(spec)
-        half = np.maximum(BIN_HALF - radius - 0.005, 0.01)
-        xy = rng.uniform(BIN_CENTER - half, BIN_CENTER + half)
+        room = np.maximum(BIN_HALF - radius - 0.005, 0.01)
+        for _attempt in range(20):
+            xy = rng.uniform(BIN_CENTER - room, BIN_CENTER + room)
+            if np.linalg.norm(xy - target_xy) > keep_out + radius:
+                break
         items.append(_drop(client, rng, spec, xy, pile_height(client, xy, radius)))
     if items:
         settle(client, items)
-    radius = _footprint_radius(target)
-    half = BIN_HALF - TARGET_MARGIN
-    candidates = rng.uniform(BIN_CENTER - half, BIN_CENTER + half, size=(24, 2))
-    # The clearest spot: lowest pile under the target's footprint plus a 5 cm ring
-    # around it (where the gripper's fingers and hand will come down).
-    heights = [pile_height(client, xy, radius + 0.05) for xy in candidates]
-    best = int(np.argmin(heights))
-    items.append(_drop(client, rng, target, candidates[best], heights[best], is_target=True))
+    items.append(_drop(client, rng, target, target_xy, pile_height(client, target_xy, keep_out),
+                       is_target=True))
     return items
 
 
@@ -106,6 +109,13 @@ def _drop(client: int, rng: np.random.Generator, spec: ObjectSpec, xy: np.ndarra
     z = below + half_height(spec) + 0.005
     orn = resting_orientation(spec, float(rng.uniform(-np.pi, np.pi)))
     return Item(create_body(client, spec, [xy[0], xy[1], z], orn), spec, is_target)
+
+
+def target_in_reach(client: int, target: Item) -> bool:
+    """True if the settled target is still away from the walls (it can slide off a pile)."""
+    (x, y, _), _ = p.getBasePositionAndOrientation(target.body, physicsClientId=client)
+    lo, hi = BIN_CENTER - BIN_HALF + TARGET_MARGIN - 0.02, BIN_CENTER + BIN_HALF - TARGET_MARGIN + 0.02
+    return bool(lo[0] <= x <= hi[0] and lo[1] <= y <= hi[1])
 
 
 def settle(client: int, items: list[Item], max_steps: int = 360) -> int:
