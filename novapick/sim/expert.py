@@ -24,7 +24,7 @@ import numpy as np
 import pybullet as p
 
 from novapick.sim import robot as R
-from novapick.sim.catalog import ObjectSpec
+from novapick.sim.catalog import JAW_MAX_WIDTH, ObjectSpec
 from novapick.sim.objects import surface_points
 from novapick.sim.world import FLOOR_Z
 
@@ -99,6 +99,7 @@ class ScriptedExpert:
     def reset(self) -> None:
         """Call after ``env.reset``: plans the approach from the current state."""
         self.phase, self.t, self.dwell, self.retries = "approach", 0.0, 0, 0
+        self._ik_bias, self._last_ref = np.zeros(3), None
         self.plan: GraspPlan | None = None
         self.segment: Segment | None = None
         if getattr(self.env, "target", None) is not None:
@@ -200,16 +201,16 @@ class ScriptedExpert:
 
         Two zones matter on the way down: the **finger pads** (2.5-7.5 cm either side of
         the centre along the closing axis) reach the grasp height, and the **hand body**
-        (24 x 10 cm) stays ~4 cm above it. A joint-limit problem costs 1 m.
+        (21 x 8 cm, plus margins) stays ~3 cm above it. A joint-limit problem costs 1 m.
         """
         rel = pts[:, :2] - point[:2]
         fingertip_z = point[2] - 0.008
         # hand frame (tool down): x = (cos, sin), closing axis y = (sin, -cos)
         hx = rel @ np.array([np.cos(yaw), np.sin(yaw)])
         hy = rel @ np.array([np.sin(yaw), -np.cos(yaw)])
-        in_fingers = (np.abs(hx) < 0.02) & (np.abs(hy) > 0.025) & (np.abs(hy) < 0.075)
-        in_hand = (np.abs(hx) < 0.05) & (np.abs(hy) < 0.12)
-        over = np.r_[pts[in_fingers, 2] - (fingertip_z - 0.003), pts[in_hand, 2] - (point[2] + 0.035), 0.0]
+        in_fingers = (np.abs(hx) < 0.025) & (np.abs(hy) > 0.025) & (np.abs(hy) < 0.08)
+        in_hand = (np.abs(hx) < 0.045) & (np.abs(hy) < 0.115)   # the hand body is 8 x 21 cm
+        over = np.r_[pts[in_fingers, 2] - (fingertip_z - 0.003), pts[in_hand, 2] - (point[2] + 0.028), 0.0]
         cost = float(over.max()) + 1e-3 * abs(yaw)  # prefer small wrist turns when equally clear
         return cost + self._joint_limit_penalty(point, approach, yaw)
 
@@ -229,18 +230,30 @@ class ScriptedExpert:
 
     @staticmethod
     def _jaw_yaws(points: np.ndarray, tolerance: float = 0.004) -> np.ndarray:
-        """Hand yaws whose jaw closes across (nearly) the narrowest horizontal width.
+        """Hand yaws whose jaw closes across a width that fits comfortably: the narrowest
+        (within ``tolerance``) or anything 12 mm narrower than the usable aperture.
 
         With the tool pointing down, the closing axis is at (yaw - pi/2). For round items
         many yaws qualify, which leaves room to turn the hand away from neighbours.
         """
         thetas = np.linspace(0, np.pi, 36, endpoint=False)
         widths = np.array([np.ptp(points[:, :2] @ np.array([np.cos(t), np.sin(t)])) for t in thetas])
-        good = thetas[widths <= widths.min() + tolerance]
+        good = thetas[widths <= max(widths.min() + tolerance, JAW_MAX_WIDTH - 0.012)]
         return np.array([_wrap_half_turn(t + np.pi / 2) for t in good])
+
+    def _target_pose(self) -> np.ndarray:
+        body = self.env.target.body if self.pick_body is None else self.pick_body
+        pos, orn = p.getBasePositionAndOrientation(body, physicsClientId=self.env.client)
+        return np.r_[pos, orn]
+
+    def _target_moved(self) -> bool:
+        """Moved > 1 cm or turned > ~6 degrees since the plan was made."""
+        now, then = self._target_pose(), self._planned_pose
+        return bool(np.linalg.norm(now[:3] - then[:3]) > 0.01 or abs(np.dot(now[3:], then[3:])) < 0.9986)
 
     def _plan_approach(self) -> None:
         self.plan = self.grasp_plan()
+        self._planned_pose = self._target_pose()
         tcp, quat = self._tcp()
         above = self.plan.point - self.plan.approach * APPROACH_HEIGHT
         above[2] = max(above[2], self.plan.clearance_z)
@@ -255,7 +268,8 @@ class ScriptedExpert:
             self.reset()
         mode_cmd = "release"
         if self.phase == "approach" and self.t >= self.segment.duration:
-            self.plan = self.grasp_plan()   # re-plan: neighbours may have moved the target
+            if self._target_moved():
+                self.plan = self.grasp_plan()   # re-plan: a neighbour pushed the target
             start = self.segment.end
             duration = max(DESCEND_TIME, np.linalg.norm(self.plan.point - start) / 0.25)
             self.segment = Segment(start, self.plan.point, self.segment.q1, self.plan.orientation, duration)
@@ -297,7 +311,12 @@ class ScriptedExpert:
         now_pos, now_quat = self.segment.at(self.t)
         self.t += R.CONTROL_DT
         next_pos, next_quat = self.segment.at(self.t)
-        q_now = R.solve_ik(c, r, now_pos, now_quat)
-        q_next = R.solve_ik(c, r, next_pos, next_quat)
+        # Integral correction: one damped IK call can leave a few cm of error for tilted
+        # tool poses; feeding back where the grasp point actually went removes it.
+        if self._last_ref is not None:
+            self._ik_bias = np.clip(self._ik_bias + 0.5 * (self._last_ref - self._tcp()[0]), -0.05, 0.05)
+        self._last_ref = next_pos
+        q_now = R.solve_ik(c, r, now_pos + self._ik_bias, now_quat)
+        q_next = R.solve_ik(c, r, next_pos + self._ik_bias, next_quat)
         velocity = (q_next - q_now) / R.CONTROL_DT + FEEDBACK_GAIN * (q_now - q) / R.CONTROL_DT
         return np.clip(velocity / R.ARM_MAX_VELOCITY, -0.95, 0.95)
