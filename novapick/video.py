@@ -25,3 +25,14 @@ def caption(frame: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
     out = frame.copy()
     out[:4], out[-4:], out[:, :4], out[:, -4:] = colour, colour, colour, colour
     return out
+
+
+def side_by_side(scene: np.ndarray, wrist_rgb: np.ndarray) -> np.ndarray:
+    """Third-person frame (H, W, 3) uint8 next to the wrist image ((3, h, w) float in
+    [0, 1], as the policy sees it), scaled up by pixel repetition to height H."""
+    wrist = (np.asarray(wrist_rgb).transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    scale = max(1, scene.shape[0] // wrist.shape[0])
+    wrist = wrist.repeat(scale, 0).repeat(scale, 1)
+    pad = np.zeros((scene.shape[0], wrist.shape[1], 3), np.uint8)
+    pad[:wrist.shape[0]] = wrist[:scene.shape[0]]
+    return np.concatenate([scene, pad], axis=1)

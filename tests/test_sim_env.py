@@ -115,3 +115,29 @@ def test_transparent_items_are_invisible_to_depth():
         counts.append(int((obs["depth"] == 0).sum()))
     e.close()
     assert counts[0] > counts[1] + 20  # the clear bottle leaves a hole in the depth map
+
+
+def test_a_full_bin_of_30_items_keeps_the_target_reachable(env):
+    from novapick.sim.world import target_in_reach
+    obs, info = env.reset(seed=7, options={"n_items": 30, "split": "novel"})
+    assert info["n_items"] == 30 and len(env.items) == 30
+    assert target_in_reach(env.client, env.target)
+    assert env.privileged_state()["target_aabb"][0][2] < 0.25  # in the bin, not on the gripper
+
+
+def test_instruction_uses_left_right_when_the_category_repeats(env):
+    import pybullet as p
+    seen = 0
+    for seed in range(40):
+        obs, info = env.reset(seed=seed, options={"n_items": 3})
+        same = [it for it in env.items[:-1] if it.spec.category == env.target.spec.category]
+        text = obs["instruction"]
+        assert env.target.spec.category in text
+        if not same:
+            assert " left" not in text and " right" not in text
+            continue
+        seen += 1
+        y = lambda it: p.getBasePositionAndOrientation(it.body, physicsClientId=env.client)[0][1]  # noqa: E731
+        expected = "left" if y(env.target) > np.mean([y(it) for it in same]) else "right"
+        assert text.endswith(f"on the {expected}"), text
+    assert seen >= 5

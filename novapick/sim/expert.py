@@ -83,8 +83,8 @@ def _wrap_half_turn(angle: float) -> float:
 
 
 class ScriptedExpert:
-    """Closed-loop scripted picker. ``force_mode`` overrides the best gripper mode (used
-    to show that the mode matters); ``offset`` shifts the grasp point (scripted misses);
+    """Closed-loop scripted picker. ``force_mode`` ("suction", "parallel_jaw" or "wrong")
+    overrides the best gripper mode (used to show that the mode matters); ``offset`` shifts the grasp point (scripted misses);
     ``pick_body`` makes it pick another item than the target (scripted wrong picks)."""
 
     def __init__(self, env, force_mode: str | None = None, offset: np.ndarray | None = None,
@@ -116,6 +116,8 @@ class ScriptedExpert:
         priv = self.env.privileged_state(self.pick_body)
         spec: ObjectSpec = priv["target_spec"]
         mode = self.force_mode or spec.best_mode
+        if mode == "wrong":  # the other mode than the best one: shows that the choice matters
+            mode = "parallel_jaw" if spec.best_mode == "suction" else "suction"
         pos, orn = priv["target_position"], priv["target_orientation"]
         rot = np.array(p.getMatrixFromQuaternion(orn.tolist())).reshape(3, 3)
         pts = surface_points(spec) @ rot.T + pos            # (N, 3) world surface points

@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--image-size", type=int, default=96, help="wrist camera resolution (square)")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--force-mode", choices=["suction", "parallel_jaw"], default=None,
-                    help="override the best gripper mode (shows that the mode matters)")
+    ap.add_argument("--force-mode", choices=["suction", "parallel_jaw", "wrong"], default=None,
+                    help="override the best gripper mode; 'wrong' = the other one (shows that the mode matters)")
     ap.add_argument("--json", action="store_true", help="print one JSON summary line last")
     args = ap.parse_args(argv)
     if not 1 <= args.items <= 30:

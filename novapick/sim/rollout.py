@@ -7,6 +7,7 @@ import numpy as np
 
 from novapick.sim import robot as R
 from novapick.sim.expert import ScriptedExpert
+from novapick.video import side_by_side
 
 PERTURB_STD = 0.08        # std of the execution noise on normalised joint velocities
 PERTURB_SMOOTHING = 0.7   # AR(1) coefficient: smooth, drifting pushes rather than white jitter
@@ -40,7 +41,7 @@ def run_expert_episode(env, seed: int, options: dict, perturb: bool = False, rec
                        ) -> tuple[dict, list[dict], list[np.ndarray]]:
     """Run the expert to the end of one episode.
 
-    Returns (final info, recorded steps, third-person video frames). Each recorded step is
+    Returns (final info, recorded steps, video frames: third-person view | wrist view). Each recorded step is
     a dict with the observation before the action, the clean action and its outcome.
     With ``perturb`` the *executed* action gets smooth noise (seeded from ``seed``) while
     the clean expert action is what gets recorded.
@@ -58,14 +59,14 @@ def run_expert_episode(env, seed: int, options: dict, perturb: bool = False, rec
             noise = PERTURB_SMOOTHING * noise + PERTURB_STD * noise_rng.standard_normal(R.NUM_ARM_JOINTS)
             executed[:R.NUM_ARM_JOINTS] = np.clip(action[:R.NUM_ARM_JOINTS] + noise, -1, 1)
         if video_every and info["steps"] % video_every == 0:
-            frames.append(env.unwrapped.render_scene())
+            frames.append(side_by_side(env.unwrapped.render_scene(), obs["rgb"]))
         next_obs, reward, terminated, truncated, info = env.step(executed)
         if record:
             steps.append({"obs": obs, "action": action.astype(np.float32), "reward": reward,
                           "grasp": float(info["held_object"] == info["target_name"])})
         obs, done = next_obs, terminated or truncated
     if video_every:
-        frames.append(env.unwrapped.render_scene())
+        frames.append(side_by_side(env.unwrapped.render_scene(), obs["rgb"]))
     return info, steps, frames
 
 
