@@ -25,7 +25,7 @@ import pybullet as p
 
 from novapick.sim import robot as R
 from novapick.sim.catalog import JAW_MAX_WIDTH, ObjectSpec
-from novapick.sim.objects import surface_points
+from novapick.sim.objects import resting_up, surface_points
 from novapick.sim.world import FLOOR_Z
 
 APPROACH_HEIGHT = 0.10      # m above the grasp point before descending
@@ -136,7 +136,12 @@ class ScriptedExpert:
             # Pads ~2.5 cm below the top: deep enough to pinch, and the hand body (4.5 cm
             # above the grasp point) stays above a tall item's top.
             z = max(top - 0.025, FLOOR_Z + 0.016)
-            point, yaw = self._jaw_grasp(np.array([pos[0], pos[1], z]), pts, mode)
+            # A flat item resting tilted on the pile is met square-on (tool along its own
+            # "up" axis, at most 25 degrees off vertical), so both pads reach its sides.
+            up = rot @ resting_up(spec)
+            if spec.geometry not in ("sphere", "pebble"):  # round items have no "up"
+                approach = self._tilted_approach(up if up[2] > 0 else -up, max_tilt=np.radians(25))
+            point, yaw = self._jaw_grasp(np.array([pos[0], pos[1], z]), pts, approach)
         point = point + self.offset
         clearance = max(point[2] + APPROACH_HEIGHT, self._pile_top(point) + 0.06)
         return GraspPlan(point, R.tool_quaternion(approach, yaw), approach, mode, clearance)
@@ -216,32 +221,38 @@ class ScriptedExpert:
         cost = float(over.max()) + 1e-3 * abs(yaw)  # prefer small wrist turns when equally clear
         return cost + self._joint_limit_penalty(point, approach, yaw)
 
-    def _jaw_grasp(self, centre: np.ndarray, pts: np.ndarray, mode: str) -> tuple[np.ndarray, float]:
+    def _jaw_grasp(self, centre: np.ndarray, pts: np.ndarray, approach: np.ndarray
+                   ) -> tuple[np.ndarray, float]:
         """Best (grasp point, yaw) for the jaw: across the narrow width, and slid along the
         item's length (up to 35 % of its half length) when that keeps the fingers clear."""
         best, best_cost = (centre, 0.0), np.inf
-        for yaw in self._jaw_yaws(pts - centre):
-            along = np.array([np.cos(yaw), np.sin(yaw), 0.0])    # hand x: along the item
-            half_length = np.ptp(pts[:, :2] @ along[:2]) / 2
+        neighbours = self._neighbour_points()
+        for yaw in self._jaw_yaws(pts - centre, approach):
+            along = R.quaternion_matrix(R.tool_quaternion(approach, yaw))[:, 0]  # hand x: along the item
+            half_length = np.ptp(pts @ along) / 2
             for frac in (0.0, 0.2, -0.2, 0.35, -0.35):
                 point = centre + along * frac * max(half_length - 0.015, 0.0)
-                cost = self._clearance_cost(point, yaw, self._neighbour_points(), np.array([0.0, 0.0, -1.0]))
+                cost = self._clearance_cost(point, yaw, neighbours, approach)
                 if cost < best_cost - 1e-6:
                     best, best_cost = (point, float(yaw)), cost
         return best
 
     @staticmethod
-    def _jaw_yaws(points: np.ndarray, tolerance: float = 0.004) -> np.ndarray:
+    def _jaw_yaws(points: np.ndarray, approach: np.ndarray, tolerance: float = 0.004) -> np.ndarray:
         """Hand yaws whose jaw closes across a width that fits comfortably: the narrowest
         (within ``tolerance``) or anything 12 mm narrower than the usable aperture.
 
-        With the tool pointing down, the closing axis is at (yaw - pi/2). For round items
-        many yaws qualify, which leaves room to turn the hand away from neighbours.
+        The closing axis is the tool's y axis (perpendicular to ``approach``). For round
+        items many yaws qualify, which leaves room to turn the hand away from neighbours.
         """
-        thetas = np.linspace(0, np.pi, 36, endpoint=False)
-        widths = np.array([np.ptp(points[:, :2] @ np.array([np.cos(t), np.sin(t)])) for t in thetas])
-        good = thetas[widths <= max(widths.min() + tolerance, JAW_MAX_WIDTH - 0.012)]
-        return np.array([_wrap_half_turn(t + np.pi / 2) for t in good])
+        # 1-degree steps: a 14 x 7 cm pouch leaves ~5 mm per finger, so 5 degrees off
+        # would land a finger on it.
+        yaws = np.linspace(-np.pi / 2, np.pi / 2, 180, endpoint=False)
+        closing = np.stack([R.quaternion_matrix(R.tool_quaternion(approach, y))[:, 1] for y in yaws])
+        widths = np.ptp(points @ closing.T, axis=0)
+        ok = widths <= max(widths.min() + tolerance, JAW_MAX_WIDTH - 0.012)
+        good = yaws[ok][np.argsort(widths[ok])]
+        return good[:: max(1, len(good) // 24)]
 
     def _target_pose(self) -> np.ndarray:
         body = self.env.target.body if self.pick_body is None else self.pick_body

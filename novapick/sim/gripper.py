@@ -45,6 +45,7 @@ class GripperState:
     slipped_body: int | None = None   # set on the step an item slipped out
     prev_height: float = 0.0
     prev_vz: float = 0.0
+    accel_z: float = 0.0
     history: list = field(default_factory=list)
 
 
@@ -137,6 +138,7 @@ class HybridGripper:
         self.state.overload_steps = 0
         self.state.prev_height = obj_pos[2]
         self.state.prev_vz = 0.0
+        self.state.accel_z = 0.0
 
     def _detach(self) -> None:
         if self.state.constraint is not None:
@@ -150,8 +152,10 @@ class HybridGripper:
         body = self.state.held_body
         (x, y, z), _ = p.getBasePositionAndOrientation(body, physicsClientId=self.client)
         vz = p.getBaseVelocity(body, physicsClientId=self.client)[0][2]
-        accel_z = (vz - self.state.prev_vz) / R.CONTROL_DT
-        self.state.prev_vz = vz
+        # Smoothed finite-difference acceleration: a jolt of one control step (an item
+        # popping free of a neighbour) is not a sustained load.
+        accel_z = 0.5 * self.state.accel_z + 0.5 * (vz - self.state.prev_vz) / R.CONTROL_DT
+        self.state.prev_vz, self.state.accel_z = vz, accel_z
         supported = any(c[2] != self.robot for c in
                         p.getContactPoints(bodyA=body, physicsClientId=self.client))
         load = 0.0 if supported else spec.mass * (GRAVITY + max(accel_z, 0.0))

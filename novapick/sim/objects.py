@@ -60,6 +60,11 @@ def resting_orientation(spec: ObjectSpec, yaw: float) -> list[float]:
     return list(p.getQuaternionFromEuler([roll, 0.0, yaw]))
 
 
+def resting_up(spec: ObjectSpec) -> np.ndarray:
+    """The body-frame axis (3,) that points up in the resting pose (capsules lie down)."""
+    return np.array([0.0, 1.0, 0.0]) if spec.geometry == "capsule" else np.array([0.0, 0.0, 1.0])
+
+
 def half_height(spec: ObjectSpec) -> float:
     """Half of the vertical extent in the resting pose (for spawning above the floor)."""
     height = resting_extents(spec.geometry, spec.dims)[2]

@@ -148,6 +148,11 @@ def tool_quaternion(approach: np.ndarray, yaw: float) -> np.ndarray:
     return q / np.linalg.norm(q)
 
 
+def quaternion_matrix(q) -> np.ndarray:
+    """3x3 rotation matrix of a quaternion (x, y, z, w)."""
+    return np.array(p.getMatrixFromQuaternion(list(map(float, q)))).reshape(3, 3)
+
+
 def _euler_from_matrix(m: np.ndarray) -> list[float]:
     sy = np.hypot(m[0, 0], m[1, 0])
     return [float(np.arctan2(m[2, 1], m[2, 2])), float(np.arctan2(-m[2, 0], sy)),

@@ -1,0 +1,157 @@
+"""Notebook 04a — the multimodal observation encoder (Section 3.4, component 1).
+
+Vision (RGB + depth) becomes a set of patch tokens (B, N, 384); the instruction becomes
+one 512-d embedding. Two cross-attention layers let the language side (a learnable [CLS]
+token plus the instruction token) query the patches, so the patches showing "the RED
+bottle" get the attention; the [CLS] output is the observation embedding (B, 256).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from novapick.backbones import CLIP_TEXT_DIM, DINOV2_DIM, freeze, load_clip_text, load_dinov2_vits14
+from novapick.config import ModelConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VOCAB_SIZE = 49408  # CLIP BPE vocabulary
+
+
+class DinoPatchEncoder(nn.Module):
+    """Frozen DINOv2 ViT-S/14 patch tokens + a learned linear projection of the depth
+    patches (the 4th channel), added token by token. (B,3,S,S),(B,1,S,S) -> (B,N,384)."""
+
+    def __init__(self, image_size: int = 224, pretrained: bool = True):
+        super().__init__()
+        vit, self.pretrained = load_dinov2_vits14(pretrained, image_size)
+        self.vit = freeze(vit)
+        self.depth_proj = nn.Conv2d(1, DINOV2_DIM, kernel_size=14, stride=14)  # linear per patch
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            tokens = self.vit.forward_features((rgb - self.mean) / self.std)
+        patches = tokens[:, self.vit.num_prefix_tokens:]                # drop [CLS]/registers
+        return patches + self.depth_proj(depth).flatten(2).transpose(1, 2)  # (B, N, 384)
+
+
+class SmallPatchEncoder(nn.Module):
+    """Quick-profile stand-in with the same output: a trainable CNN over RGB-D whose
+    (S/16 x S/16) feature map becomes N patch tokens of width 384 (+ learned positions)."""
+
+    def __init__(self, image_size: int = 96, width: int = DINOV2_DIM):
+        super().__init__()
+        chans = [4, 32, 64, 128, width]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(8, c_out), nn.SiLU()]
+        self.cnn = nn.Sequential(*layers)
+        self.pos = nn.Parameter(torch.zeros(1, (image_size // 16) ** 2, width))
+        self.pretrained = False
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        x = self.cnn(torch.cat([rgb * 2 - 1, depth * 2 - 1], dim=1))    # (B, 384, S/16, S/16)
+        return x.flatten(2).transpose(1, 2) + self.pos                    # (B, N, 384)
+
+
+class ClipTextEncoder(nn.Module):
+    """Frozen CLIP ViT-B/32 text tower: (B, 77) tokens -> (B, 512). Each distinct
+    instruction is encoded once and cached (instructions repeat across a dataset)."""
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        clip, self.pretrained = load_clip_text(pretrained)
+        self.clip = freeze(clip)
+        self._cache: dict[bytes, torch.Tensor] = {}
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        keys = [row.cpu().numpy().tobytes() for row in tokens]
+        missing = [i for i, k in enumerate(keys) if k not in self._cache]
+        if missing:
+            with torch.no_grad():
+                feats = self.clip.encode_text(tokens[missing]).float()
+            for i, f in zip(missing, feats):
+                self._cache[keys[i]] = f.cpu()
+        return torch.stack([self._cache[k] for k in keys]).to(tokens.device)
+
+
+class SmallTextEncoder(nn.Module):
+    """Quick-profile stand-in: trainable token embeddings + one transformer layer,
+    mean-pooled over real tokens: (B, 77) -> (B, 512)."""
+
+    def __init__(self, width: int = 256, out_dim: int = CLIP_TEXT_DIM):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB_SIZE, width)
+        self.pos = nn.Parameter(torch.zeros(1, 77, width))
+        self.layer = nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0.0, batch_first=True)
+        self.out = nn.Linear(width, out_dim)
+        self.pretrained = False
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        pad = tokens == 0                                                  # CLIP pads with 0
+        x = self.layer(self.embed(tokens) + self.pos[:, :tokens.shape[1]], src_key_padding_mask=pad)
+        keep = (~pad).unsqueeze(-1).float()
+        return self.out((x * keep).sum(1) / keep.sum(1).clamp(min=1))
+
+
+class CrossAttentionBlock(nn.Module):
+    """Pre-norm block: queries attend to the visual tokens, then an MLP."""
+
+    def __init__(self, dim: int = DINOV2_DIM, heads: int = 4, dropout: float = 0.1):
+        super().__init__()
+        self.norm_q, self.norm_kv, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim))
+
+    def forward(self, queries: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kv = self.norm_kv(visual)
+        attended, weights = self.attn(self.norm_q(queries), kv, kv, need_weights=True)
+        queries = queries + attended
+        return queries + self.mlp(self.norm_mlp(queries)), weights       # weights: (B, Q, N)
+
+
+class ObservationEncoder(nn.Module):
+    """RGB-D + instruction -> observation embedding (B, 256).
+
+    ``config`` chooses the backbones (full profile: frozen DINOv2 + CLIP; quick profile:
+    small trainable encoders with identical interfaces). ``last_attention`` keeps the
+    last layer's attention of the [CLS] query over the patches (B, N), for plotting.
+    """
+
+    def __init__(self, obs_embed_dim: int = 256, *, config: ModelConfig | None = None):
+        super().__init__()
+        cfg = config or ModelConfig(obs_embed_dim=obs_embed_dim)
+        self.image_size = cfg.image_size
+        if cfg.visual_backbone == "dinov2_vits14":
+            self.visual = DinoPatchEncoder(cfg.image_size, cfg.pretrained)
+        else:
+            self.visual = SmallPatchEncoder(cfg.image_size)
+        self.text = ClipTextEncoder(cfg.pretrained) if cfg.text_encoder == "clip_vit_b32" else SmallTextEncoder()
+        self.lang_proj = nn.Linear(CLIP_TEXT_DIM, DINOV2_DIM)
+        self.cls = nn.Parameter(torch.randn(1, 1, DINOV2_DIM) * 0.02)   # learnable pooling token
+        self.blocks = nn.ModuleList(CrossAttentionBlock(DINOV2_DIM, 4, cfg.dropout) for _ in range(2))
+        self.fuse = nn.Sequential(nn.LayerNorm(DINOV2_DIM), nn.Linear(DINOV2_DIM, 256))
+        self.out = nn.Linear(256, obs_embed_dim)
+        self.last_attention: torch.Tensor | None = None
+
+    def encode_language(self, language_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, 77) CLIP token ids -> (B, 512)."""
+        return self.text(language_tokens)
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor, language_tokens: torch.Tensor) -> torch.Tensor:
+        """rgb (B,3,S,S) in [0,1], depth (B,1,S,S) in [0,1], language_tokens (B,77) -> (B,256)."""
+        B, S = rgb.shape[0], self.image_size
+        if rgb.shape[1:] != (3, S, S) or depth.shape[1:] != (1, S, S) or depth.shape[0] != B:
+            raise ValueError(f"expected rgb (B, 3, {S}, {S}) and depth (B, 1, {S}, {S}), got "
+                             f"{tuple(rgb.shape)} and {tuple(depth.shape)}")
+        if language_tokens.ndim != 2 or language_tokens.shape[0] != B:
+            raise ValueError(f"expected language_tokens (B, 77) int token ids, got {tuple(language_tokens.shape)}")
+        visual = self.visual(rgb, depth)                                       # (B, N, 384)
+        lang = self.lang_proj(self.encode_language(language_tokens.long()))    # (B, 384)
+        queries = torch.cat([self.cls.expand(B, -1, -1), lang[:, None]], dim=1)  # (B, 2, 384)
+        for block in self.blocks:
+            queries, weights = block(queries, visual)
+        self.last_attention = weights[:, 0].detach()                           # (B, N)
+        return self.out(self.fuse(queries[:, 0]))                              # (B, 256)

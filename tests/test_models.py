@@ -1,0 +1,207 @@
+"""Behaviour-pinning tests of the reference components (Sections 3.1-3.4)."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from novapick.backbones import PretrainedUnavailable, tokenize
+from novapick.config import ModelConfig, get_profile
+from solutions.augmentation import augment_observation, swap_left_right
+from solutions.baseline import GraspBaseline
+from solutions.eda import Welford, compute_dataset_statistics
+from solutions.encoder import ObservationEncoder
+from solutions.flow_head import FlowMatchingActionHead, flow_matching_loss, sinusoidal_embedding
+from solutions.rssm import RSSM, GraspSuccessHead, categorical_kl, kl_balanced_loss
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test touches the network
+
+
+# ---- 3.1 augmentation -------------------------------------------------------------------
+def test_swap_left_right_whole_words_only():
+    assert swap_left_right("pick up the red bottle on the left") == "pick up the red bottle on the right"
+    assert swap_left_right("Right of the leftover box, left") == "Left of the leftover box, right"
+
+
+def test_augmentation_keeps_shapes_ranges_and_pairs_the_flip():
+    rgb = torch.zeros(3, 224, 224)
+    rgb[:, :, :112] = 1.0                                   # bright left half
+    depth = torch.full((1, 224, 224), 0.5)
+    depth[:, 100:124, 100:124] = 0.0                        # an invalid patch stays invalid
+    flipped = 0
+    for seed in range(12):
+        g = torch.Generator().manual_seed(seed)
+        r, d, text = augment_observation(rgb, depth, "pick up the red bottle on the left", generator=g)
+        assert r.shape == (3, 224, 224) and d.shape == (1, 224, 224) and isinstance(text, str)
+        assert 0.0 <= r.min() and r.max() <= 1.0 and 0.0 <= d.min() and d.max() <= 1.0
+        assert (d == 0).any() and d[d > 0].std() > 0.005   # noise on valid pixels only
+        mirrored = r[:, :, :112].mean() < r[:, :, 112:].mean()
+        assert mirrored == text.endswith("right")           # words follow the pixels
+        flipped += mirrored
+    assert 2 <= flipped <= 10                               # p = 0.5
+    a = augment_observation(rgb, depth, "x", generator=torch.Generator().manual_seed(3))
+    b = augment_observation(rgb, depth, "x", generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_augmentation_rejects_wrong_shapes():
+    with pytest.raises(ValueError, match=r"depth of shape \(1, 224, 224\)"):
+        augment_observation(torch.rand(3, 224, 224), torch.rand(224, 224), "x")
+
+
+# ---- 3.2 statistics ---------------------------------------------------------------------
+def test_welford_equals_numpy():
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(1000, 7))
+    w = Welford(7)
+    for chunk in np.array_split(x, 13):
+        w.update(chunk)
+    np.testing.assert_allclose(w.mean, x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(w.std, x.std(0), rtol=1e-10)
+
+
+def test_dataset_statistics_counts_episodes_depth_and_anomalies():
+    n = 40
+    actions = torch.randn(n, 16, 10)
+    actions[30:, :, :7] = 0.001                              # episode 3: the robot never moved
+    depth = torch.rand(n, 1, 8, 8)
+    depth[:, :, :4] = 0.0                                   # half the pixels invalid
+    episodes = torch.arange(n) // 10
+    data = TensorDataset(torch.rand(n, 3, 8, 8), depth, torch.zeros(n, 77), actions, torch.rand(n, 14), episodes)
+    loader = DataLoader(data, batch_size=7, collate_fn=lambda b: (
+        *[torch.stack([s[i] for s in b]) for i in range(5)], {"episode_index": torch.stack([s[5] for s in b])}))
+    stats = compute_dataset_statistics(loader)
+    first = actions[:, 0, :7].double().numpy()
+    np.testing.assert_allclose(stats["action_mean"], first.mean(0), atol=1e-6)
+    np.testing.assert_allclose(stats["action_std"], first.std(0), atol=1e-6)
+    assert stats["episode_lengths"] == [10, 10, 10, 10]
+    assert len(stats["depth_valid_fraction"]) == n
+    assert np.allclose(stats["depth_valid_fraction"], 0.5, atol=0.1)
+    assert stats["num_anomalous_episodes"] == 1
+
+
+# ---- 3.3 baseline -----------------------------------------------------------------------
+def test_grasp_baseline_shapes_and_frozen_backbone():
+    model = GraspBaseline(pretrained=False).train()
+    assert not model.rgb_encoder.training                  # frozen BN statistics
+    out = model(torch.rand(2, 3, 224, 224), torch.rand(2, 1, 224, 224))
+    assert out.shape == (2, 7) and out.abs().max() <= 1.0
+    out.sum().backward()
+    assert all(p.grad is None for p in model.rgb_encoder.parameters())
+    assert all(p.grad is not None for p in model.depth_encoder.parameters())
+
+
+# ---- 3.4 encoder ------------------------------------------------------------------------
+def test_quick_observation_encoder_shapes_and_attention():
+    cfg = get_profile("quick").model
+    enc = ObservationEncoder(256, config=cfg).eval()  # no attention dropout
+    tokens = tokenize(["pick up the red bottle", "grab the small blue box on the left"])
+    out = enc(torch.rand(2, 3, 96, 96), torch.rand(2, 1, 96, 96), tokens)
+    assert out.shape == (2, 256) and torch.isfinite(out).all()
+    assert enc.last_attention.shape == (2, 36)
+    torch.testing.assert_close(enc.last_attention.sum(-1), torch.ones(2))
+    with pytest.raises(ValueError, match=r"expected rgb \(B, 3, 96, 96\)"):
+        enc(torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64), tokens)
+
+
+@pytest.mark.slow
+def test_full_spec_encoder_uses_dinov2_and_clip_architectures():
+    with pytest.warns(PretrainedUnavailable):
+        enc = ObservationEncoder(256, config=ModelConfig(image_size=224, pretrained=True)).eval()
+    assert sum(p.numel() for p in enc.visual.vit.parameters()) == pytest.approx(21.7e6, rel=0.02)
+    tokens = tokenize(["pick up the red bottle"] * 2)
+    with torch.no_grad():
+        out = enc(torch.rand(2, 3, 224, 224), torch.rand(2, 1, 224, 224), tokens)
+    assert out.shape == (2, 256) and enc.last_attention.shape == (2, 256)  # 16 x 16 patches
+    assert len(enc.text._cache) == 1                                      # encoded once
+
+
+# ---- 3.4 RSSM ---------------------------------------------------------------------------
+def test_rssm_shapes_and_one_hot_states():
+    rssm = RSSM()
+    h, z = rssm.initial_state(3, torch.device("cpu"))
+    assert h.shape == (3, 512) and z.shape == (3, 32, 32) and h.abs().sum() == 0 and z.abs().sum() == 0
+    h, z, info = rssm.observe_step(torch.randn(3, 256), torch.randn(3, 10), h, z)
+    assert h.shape == (3, 512) and z.shape == (3, 32, 32)
+    assert info["prior_logits"].shape == info["posterior_logits"].shape == (3, 32, 32)
+    torch.testing.assert_close(z.sum(-1), torch.ones(3, 32))          # one class per variable
+    out = rssm.imagine_trajectory(h, z, torch.randn(3, 5, 10))
+    assert out["h_states"].shape == (3, 5, 512) and out["z_states"].shape == (3, 5, 32, 32)
+    assert out["rewards"].shape == (3, 5)
+
+
+def test_rssm_gradients_pass_the_straight_through_sample():
+    rssm = RSSM()
+    obs = torch.randn(4, 256, requires_grad=True)
+    h, z = rssm.initial_state(4, torch.device("cpu"))
+    h, z, _ = rssm.observe_step(obs, torch.zeros(4, 10), h, z)
+    rssm.predict_reward(h, z).sum().backward()
+    assert obs.grad is not None and obs.grad.abs().sum() > 0
+
+
+def test_rssm_eval_mode_is_deterministic():
+    rssm = RSSM().eval()
+    h, z = rssm.initial_state(2, torch.device("cpu"))
+    a = rssm.imagine_trajectory(h, z, torch.ones(2, 5, 10))["z_states"]
+    b = rssm.imagine_trajectory(h, z, torch.ones(2, 5, 10))["z_states"]
+    assert torch.equal(a, b)
+
+
+def test_kl_and_free_nats_arithmetic():
+    logits = torch.randn(5, 32, 32)
+    assert categorical_kl(logits, logits).abs().max() < 1e-5
+    # equal distributions: both terms clip to the free nats
+    assert kl_balanced_loss(logits, logits, free_nats=1.0).item() == pytest.approx(1.0)
+    # two classes, one variable: KL([1, 0] || [0.5, 0.5]) = log 2 per variable
+    p = torch.full((1, 32, 2), -1e9)
+    p[..., 0] = 0.0
+    q = torch.zeros(1, 32, 2)
+    assert categorical_kl(p, q).item() == pytest.approx(32 * np.log(2), rel=1e-5)
+    assert kl_balanced_loss(p, q, free_nats=1.0).item() == pytest.approx(32 * np.log(2), rel=1e-5)
+    assert kl_balanced_loss(p, q, free_nats=100.0).item() == pytest.approx(100.0)
+
+
+def test_kl_balance_splits_the_gradient():
+    post = torch.randn(2, 32, 32, requires_grad=True)
+    prior = torch.randn(2, 32, 32, requires_grad=True)
+    kl_balanced_loss(post, prior, free_nats=0.0, balance=1.0).backward()
+    assert post.grad.abs().sum() == 0 and prior.grad.abs().sum() > 0    # only the prior learns
+
+
+# ---- 3.4 flow head ----------------------------------------------------------------------
+def test_flow_head_shapes_and_time_embedding():
+    head = FlowMatchingActionHead()
+    v = head(torch.randn(4, 16, 10), torch.rand(4), torch.randn(4, 1792))
+    assert v.shape == (4, 16, 10)
+    emb = sinusoidal_embedding(torch.tensor([0.0, 0.5, 1.0]))
+    assert emb.shape == (3, 128) and emb[0, 64:].eq(1.0).all()          # cos(0) = 1
+    with pytest.raises(ValueError, match=r"expected condition \(4, 1792\)"):
+        head(torch.randn(4, 16, 10), torch.rand(4), torch.randn(4, 100))
+
+
+def test_euler_sampling_with_a_perfect_velocity_field_recovers_the_target():
+    target = torch.rand(3, 16, 10) * 1.6 - 0.8
+
+    class Perfect(FlowMatchingActionHead):
+        def forward(self, noisy_actions, timestep, condition):   # the exact field to `target`
+            return (target - noisy_actions) / (1 - timestep)[:, None, None]
+
+    actions = Perfect().sample(torch.zeros(3, 1792), num_steps=10, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(actions, target, atol=1e-5, rtol=0)
+
+
+def test_flow_loss_decreases_on_a_fixed_batch():
+    torch.manual_seed(0)
+    head, grasp = FlowMatchingActionHead(), GraspSuccessHead()
+    cond, actions = torch.randn(16, 1792), torch.rand(16, 16, 10) * 2 - 1
+    pad = torch.zeros(16, 16, dtype=torch.bool)
+    pad[:, 12:] = True
+    opt = torch.optim.AdamW(list(head.parameters()) + list(grasp.parameters()), lr=1e-3)
+    losses = []
+    for _ in range(60):  # a fixed batch: the same noise and times every step
+        loss = flow_matching_loss(head, actions, cond, pad, generator=torch.Generator().manual_seed(1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.2 * np.mean(losses[:5])
