@@ -139,6 +139,10 @@ class ScriptedExpert:
             # A flat item resting tilted on the pile is met square-on (tool along its own
             # "up" axis, at most 25 degrees off vertical), so both pads reach its sides.
             up = rot @ resting_up(spec)
+            if spec.geometry == "capsule":  # it may roll about its axis: "up" is the vertical
+                axis = rot[:, 2]            # direction perpendicular to that axis
+                up = np.array([0.0, 0.0, 1.0]) - axis[2] * axis
+                up /= np.linalg.norm(up) + 1e-9
             if spec.geometry not in ("sphere", "pebble"):  # round items have no "up"
                 approach = self._tilted_approach(up if up[2] > 0 else -up, max_tilt=np.radians(25))
             point, yaw = self._jaw_grasp(np.array([pos[0], pos[1], z]), pts, approach)
