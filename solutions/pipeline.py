@@ -1,14 +1,16 @@
 """`make reference`: the course's main job, end to end, in one command.
 
-Current stages (later issues add data generation, training, evaluation of the learned
-policies, error analysis and benchmarking to this same driver):
+Current stages (later issues add training, evaluation of the learned policies, error
+analysis and benchmarking to this same driver):
 
-1. run the scripted expert over the known and the novel object sets,
-2. print a results table (success, cycle time, jerk, collision/damage rates, failures),
-3. write `artifacts/results.json` and a rollout video `artifacts/expert_rollouts.gif`.
+1. generate the synthetic demonstrations of the profile's data mix (resumable) and
+   validate them (`novapick.data.check`),
+2. run the scripted expert over the known and the novel object sets,
+3. print a results table (success, cycle time, jerk, collision/damage rates, failures),
+4. write `artifacts/results.json` and a rollout video `artifacts/expert_rollouts.gif`.
 
     python -m solutions.pipeline --profile quick            # CPU, ~2 minutes here
-    python -m solutions.pipeline --profile quick --episodes 4   # a smoke run (tests)
+    python -m solutions.pipeline --episodes 4 --data-episodes 4 --data-root /tmp/d   # smoke run
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ class PipelineConfig:
     seed: int = 0
     video_episodes: int = 3
     out: str = "artifacts"
+    data_episodes: int = 300    # synthetic demonstrations (known split)
+    data_root: str = "data"
 
     def __post_init__(self) -> None:
         if self.profile not in ("quick", "full"):
@@ -45,8 +49,8 @@ class PipelineConfig:
             raise ValueError(f"need episodes >= 1 and 1 <= items <= 30, got {self.episodes}, {self.items}")
 
 
-PROFILES = {"quick": dict(episodes=50, items=5, image_size=96),
-            "full": dict(episodes=200, items=10, image_size=224)}
+PROFILES = {"quick": dict(episodes=50, items=5, image_size=96, data_episodes=300),
+            "full": dict(episodes=200, items=10, image_size=224, data_episodes=20_000)}
 
 
 def git_commit() -> str:
@@ -85,10 +89,40 @@ def record_video(cfg: PipelineConfig, out: Path) -> Path:
     return save_video(frames, out / "expert_rollouts.gif", fps=10)
 
 
+def make_data(cfg: PipelineConfig) -> dict:
+    """Stage 1: the synthetic training demonstrations (resumes if already there), validated."""
+    from novapick.data.check import check_dataset
+    from novapick.data.mix import DataMix
+    from novapick.data.writer import GenerationConfig
+
+    generate = _load_script("generate_synthetic")
+    mix = DataMix(synthetic_episodes=cfg.data_episodes, image_size=cfg.image_size, seed=cfg.seed, root=cfg.data_root)
+    root = Path(mix.directories()[0])
+    info = generate.generate(GenerationConfig(episodes=cfg.data_episodes, seed=cfg.seed, image_size=cfg.image_size),
+                             root, workers=cfg.workers)
+    check = check_dataset(root)
+    if check["problems"]:
+        raise SystemExit(f"generated data in {root} failed validation: {check['problems'][:5]}")
+    return {"dir": str(root), "episodes": info["episodes"], "frames": info["frames"],
+            "expert_success": info["expert_success_rate"], "content_hash": info["content_hash"],
+            "bytes": info["bytes_on_disk"]}
+
+
+def _load_script(name: str):
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "data_scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run(cfg: PipelineConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    data = make_data(cfg)
+    data_s = time.perf_counter() - start
     rows = {}
     for split in ("known", "novel"):
         summary = evaluate_expert(split, cfg.episodes, cfg.items, cfg.seed, cfg.image_size, cfg.workers)
@@ -100,10 +134,13 @@ def run(cfg: PipelineConfig) -> dict:
         "expert": {"success_known": rows["expert/known"]["success_rate"],
                    "success_novel": rows["expert/novel"]["success_rate"],
                    "known": rows["expert/known"], "novel": rows["expert/novel"]},
-        "timings": {"total_s": time.perf_counter() - start},
+        "data": data,
+        "timings": {"data_s": data_s, "total_s": time.perf_counter() - start},
         "artifacts": {"video": str(video)},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"\ndata: {data['episodes']} episodes / {data['frames']} frames in {data['dir']} "
+          f"(expert success {data['expert_success']:.1%}, hash {data['content_hash'][:12]}..., {data_s:.0f} s)")
     print("\n" + format_table(rows))
     print(f"\nwrote {out / 'results.json'} and {video} in {results['timings']['total_s']:.0f} s")
     return results
@@ -117,10 +154,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="artifacts")
+    ap.add_argument("--data-episodes", type=int, help="synthetic demonstrations (default: the profile's)")
+    ap.add_argument("--data-root", default="data")
     args = ap.parse_args(argv)
     settings = dict(PROFILES[args.profile])
-    settings.update({k: v for k, v in (("episodes", args.episodes), ("items", args.items)) if v is not None})
-    cfg = PipelineConfig(profile=args.profile, workers=args.workers, seed=args.seed, out=args.out, **settings)
+    settings.update({k: v for k, v in (("episodes", args.episodes), ("items", args.items),
+                                       ("data_episodes", args.data_episodes)) if v is not None})
+    cfg = PipelineConfig(profile=args.profile, workers=args.workers, seed=args.seed, out=args.out,
+                         data_root=args.data_root, **settings)
     return run(cfg)
 
 

@@ -1,4 +1,8 @@
+import os
+
 import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test touches the network (hub calls fail fast)
 
 from novapick.sim import make_env
 

@@ -62,9 +62,11 @@ def test_expert_eval_cli_prints_a_json_summary_last(capsys):
 @pytest.mark.slow
 def test_reference_pipeline_smoke_run(tmp_path):
     from solutions.pipeline import main as pipeline_main
-    results = pipeline_main(["--episodes", "3", "--items", "2", "--workers", "1", "--out", str(tmp_path)])
+    results = pipeline_main(["--episodes", "3", "--items", "2", "--workers", "1", "--out", str(tmp_path),
+                             "--data-episodes", "3", "--data-root", str(tmp_path / "data")])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["profile"] == "quick" and saved["git_commit"]
     assert 0.0 <= saved["expert"]["success_novel"] <= 1.0
     assert (tmp_path / "expert_rollouts.gif").stat().st_size > 10_000
     assert results["timings"]["total_s"] > 0
+    assert saved["data"]["episodes"] == 3 and len(saved["data"]["content_hash"]) == 64

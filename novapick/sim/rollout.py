@@ -55,7 +55,7 @@ def run_expert_episode(env, seed: int, options: dict, perturb: bool = False, rec
     while not done:
         action = expert.act(obs)
         executed = action.copy()
-        if perturb and expert.phase in ("approach", "descend"):
+        if perturb and expert.phase == "approach":  # the final descent stays clean: safety stops otherwise
             noise = PERTURB_SMOOTHING * noise + PERTURB_STD * noise_rng.standard_normal(R.NUM_ARM_JOINTS)
             executed[:R.NUM_ARM_JOINTS] = np.clip(action[:R.NUM_ARM_JOINTS] + noise, -1, 1)
         if video_every and info["steps"] % video_every == 0:
