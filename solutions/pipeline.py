@@ -95,10 +95,10 @@ def make_data(cfg: PipelineConfig) -> dict:
     from novapick.data.mix import DataMix
     from novapick.data.writer import GenerationConfig
 
-    generate = _load_script("generate_synthetic")
+    from novapick.data.generate import generate
     mix = DataMix(synthetic_episodes=cfg.data_episodes, image_size=cfg.image_size, seed=cfg.seed, root=cfg.data_root)
     root = Path(mix.directories()[0])
-    info = generate.generate(GenerationConfig(episodes=cfg.data_episodes, seed=cfg.seed, image_size=cfg.image_size),
+    info = generate(GenerationConfig(episodes=cfg.data_episodes, seed=cfg.seed, image_size=cfg.image_size),
                              root, workers=cfg.workers)
     check = check_dataset(root)
     if check["problems"]:
@@ -106,15 +106,6 @@ def make_data(cfg: PipelineConfig) -> dict:
     return {"dir": str(root), "episodes": info["episodes"], "frames": info["frames"],
             "expert_success": info["expert_success_rate"], "content_hash": info["content_hash"],
             "bytes": info["bytes_on_disk"]}
-
-
-def _load_script(name: str):
-    import importlib.util
-    path = Path(__file__).resolve().parents[1] / "data_scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(cfg: PipelineConfig) -> dict:

@@ -21,10 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _generate(out, **kw):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("generate_synthetic", REPO / "data_scripts" / "generate_synthetic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    import novapick.data.generate as module
     cfg = writer.GenerationConfig(**{"episodes": 6, "image_size": 32, "shard_episodes": 2, "max_items": 3, **kw})
     return module.generate(cfg, Path(out), workers=1, progress=False), module
 
