@@ -1,0 +1,58 @@
+"""Generating demonstrations in parallel worker processes (used by
+``data_scripts/generate_synthetic.py`` and ``make reference``)."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from novapick.data.writer import GenerationConfig, shard_path, write_metadata, write_shard
+
+_ENV = None
+
+
+def _init_worker(image_size: int) -> None:
+    global _ENV
+    from novapick.sim import make_env
+    _ENV = make_env(image_size)
+
+
+def _run(args: tuple) -> dict:
+    cfg, out, shard = args
+    return write_shard(cfg, Path(out), shard, env=_ENV)
+
+
+def generate(cfg: GenerationConfig, out: Path, workers: int = 1, progress: bool = True) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    config_file = out / "meta" / "generation.json"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    if config_file.exists() and json.loads(config_file.read_text()) != vars(cfg):
+        raise SystemExit(f"{out} holds a dataset generated with different settings "
+                         f"({config_file.read_text().strip()}); use another --out or delete it")
+    config_file.write_text(json.dumps(vars(cfg)))
+    todo = [s for s in range(cfg.num_shards) if not shard_path(out, s).exists()]
+    done = cfg.num_shards - len(todo)
+    start = time.perf_counter()
+    summaries = []
+    bar = tqdm(total=cfg.episodes, initial=sum(len(cfg.shard_range(s)) for s in range(cfg.num_shards)
+                                               if s not in todo), desc="episodes", unit="ep", disable=not progress)
+    if todo:
+        if workers <= 1:
+            _init_worker(cfg.image_size)
+            results = map(_run, [(cfg, str(out), s) for s in todo])
+        else:
+            pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(cfg.image_size,))
+            results = pool.imap_unordered(_run, [(cfg, str(out), s) for s in todo])
+        for summary in results:
+            summaries.append(summary)
+            bar.update(summary.get("episodes", 0))
+        if workers > 1:
+            pool.close()
+            pool.join()
+    bar.close()
+    info = write_metadata(cfg, out, summaries, time.perf_counter() - start)
+    info["resumed_shards"] = done
+    return info

@@ -1,0 +1,199 @@
+"""Writing synthetic demonstrations as resumable parquet shards plus a dataset card."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from novapick.data.schema import FRAME_FIELDS, GENERATOR_VERSION, SCHEMA, DataFormatError, episode_to_table
+
+SHARD_EPISODES = 10  # episodes per shard: the unit of work, of resuming and of hashing
+
+
+@dataclass
+class GenerationConfig:
+    """Everything that determines the dataset's content (stored in meta/info.json)."""
+
+    episodes: int = 300
+    split: str = "known"
+    seed: int = 0
+    image_size: int = 96
+    max_items: int = 5          # bins of 1..max_items items
+    perturb_fraction: float = 0.5
+    shard_episodes: int = SHARD_EPISODES
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.split not in ("known", "novel"):
+            raise ValueError(f"split must be 'known' or 'novel', got {self.split!r}")
+        if not 16 <= self.image_size <= 640:
+            raise ValueError(f"image_size must be in [16, 640], got {self.image_size}")
+        if not 1 <= self.max_items <= 30:
+            raise ValueError(f"max_items must be in [1, 30], got {self.max_items}")
+
+    @property
+    def num_shards(self) -> int:
+        return (self.episodes + self.shard_episodes - 1) // self.shard_episodes
+
+    def shard_range(self, shard: int) -> range:
+        return range(shard * self.shard_episodes, min((shard + 1) * self.shard_episodes, self.episodes))
+
+
+def episode_plan(cfg: GenerationConfig, index: int) -> dict:
+    """Seed, target, bin size and perturbation of episode ``index``: a pure function of
+    (cfg, index), so the dataset does not depend on the number of workers or on resuming."""
+    from novapick.sim.catalog import load_catalog
+
+    objects = load_catalog().split(cfg.split)
+    rng = np.random.default_rng([cfg.seed, index, 1234])
+    return {"seed": int(rng.integers(1 << 31)), "object_name": objects[index % len(objects)].name,
+            "n_items": int(rng.integers(1, cfg.max_items + 1)),
+            "perturb": bool(rng.random() < cfg.perturb_fraction)}
+
+
+def shard_path(out: Path, shard: int) -> Path:
+    return out / "data" / f"shard-{shard:05d}.parquet"
+
+
+def write_shard(cfg: GenerationConfig, out: Path, shard: int, env=None) -> dict:
+    """Generate and atomically write one shard (skipped if it already exists: a finished
+    shard is never rewritten). Returns a summary of its episodes."""
+    from novapick.sim import make_env
+    from novapick.sim.rollout import record_expert_episode
+
+    path = shard_path(out, shard)
+    if path.exists():
+        return {"shard": shard, "skipped": True}
+    own_env = env is None
+    env = env or make_env(cfg.image_size)
+    tables, outcomes = [], []
+    for index in cfg.shard_range(shard):
+        plan = episode_plan(cfg, index)
+        ep = record_expert_episode(env, plan["seed"], plan["object_name"], cfg.split, plan["n_items"],
+                                   perturb=plan["perturb"])
+        tables.append(episode_to_table(ep, index))
+        outcomes.append(bool(ep.meta["success"]))
+    if own_env:
+        env.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    pq.write_table(pa.concat_tables(tables), tmp, compression="zstd", row_group_size=4096)
+    os.replace(tmp, path)  # atomic: a shard is either complete or absent
+    return {"shard": shard, "skipped": False, "episodes": len(outcomes), "successes": sum(outcomes)}
+
+
+def read_shard(path: Path) -> pa.Table:
+    """Read one shard; a corrupt or foreign file raises DataFormatError naming it."""
+    try:
+        table = pq.read_table(path)
+    except Exception as error:  # noqa: BLE001 - any parquet failure means a corrupt shard
+        raise DataFormatError(f"shard {path.name} is unreadable ({type(error).__name__}: {error}); "
+                              "delete it and re-run the generator to regenerate it") from error
+    missing = [f for f in FRAME_FIELDS if f not in table.column_names]
+    if missing:
+        eps = sorted(set(table.column("episode_index").to_pylist())) if "episode_index" in table.column_names else "?"
+        raise DataFormatError(f"shard {path.name} (episodes {eps}): missing field(s) {missing}")
+    return table
+
+
+def content_hash(out: Path) -> str:
+    """sha256 over every shard's content in episode order (independent of file metadata,
+    compression or which worker wrote which shard)."""
+    digest = hashlib.sha256()
+    for path in sorted((out / "data").glob("shard-*.parquet")):
+        table = read_shard(path).select(list(FRAME_FIELDS))
+        for batch in table.to_batches():
+            for column in batch.columns:
+                for buf in column.buffers():
+                    if buf is not None:
+                        digest.update(memoryview(buf))
+    return digest.hexdigest()
+
+
+def write_metadata(cfg: GenerationConfig, out: Path, summaries: list[dict], wall_s: float) -> dict:
+    """meta/info.json and the README.md dataset card, from the finished shards."""
+    episodes = frames = successes = 0
+    failures: dict[str, int] = {}
+    for path in sorted((out / "data").glob("shard-*.parquet")):
+        table = read_shard(path).select(["episode_index", "success", "failure", "done"])
+        last = table.filter(table.column("done"))
+        episodes += last.num_rows
+        frames += table.num_rows
+        successes += sum(last.column("success").to_pylist())
+        for f in last.column("failure").to_pylist():
+            if f:
+                failures[f] = failures.get(f, 0) + 1
+    info = {
+        "generator_version": GENERATOR_VERSION, "config": asdict(cfg), "episodes": episodes, "frames": frames,
+        "expert_success_rate": successes / max(episodes, 1), "failures": failures,
+        "features": {k: {"dtype": str(v[0]), "shape": [s if isinstance(s, int) else cfg.image_size for s in v[1]],
+                         "description": v[2]} for k, v in FRAME_FIELDS.items()},
+        "content_hash": content_hash(out), "generation_wall_s": round(wall_s, 1),
+        "bytes_on_disk": sum(p.stat().st_size for p in (out / "data").glob("*.parquet")),
+        "created": time.strftime("%Y-%m-%d"),
+    }
+    (out / "meta").mkdir(parents=True, exist_ok=True)
+    (out / "meta" / "info.json").write_text(json.dumps(info, indent=2))
+    write_stats(out)
+    (out / "README.md").write_text(dataset_card(info))
+    return info
+
+
+def write_stats(out: Path) -> None:
+    """meta/stats.json: joint-angle ranges and action moments of this (training) split."""
+    from novapick.data.normalize import NormStats
+    from novapick.data.schema import vector_column
+
+    proprio, action = [], []
+    for path in sorted((out / "data").glob("shard-*.parquet")):
+        table = read_shard(path).select(["proprio", "action", "episode_index"])
+        proprio.append(vector_column(table, "proprio", 14))
+        action.append(vector_column(table, "action", 10))
+    NormStats.from_arrays(np.concatenate(proprio), np.concatenate(action)).save(out / "meta" / "stats.json")
+
+
+def dataset_card(info: dict) -> str:
+    cfg = info["config"]
+    rows = "\n".join(f"| `{k}` | {v['dtype']} | {v['shape']} | {v['description']} |" for k, v in info["features"].items())
+    return f"""---
+configs:
+- config_name: default
+  data_files: data/shard-*.parquet
+license: mit
+task_categories: [robotics]
+tags: [novapick, pick-and-place, synthetic, pybullet]
+---
+# NovaPick synthetic demonstrations ({cfg['split']} objects)
+
+Scripted-expert pick-and-place episodes from the NovaPick PyBullet cell (Franka Panda,
+hybrid suction / parallel-jaw gripper, wrist RGB-D camera), generated by
+`data_scripts/generate_synthetic.py` ({info['generator_version']}).
+
+| | |
+|---|---|
+| episodes / frames | {info['episodes']} / {info['frames']} |
+| object split | {cfg['split']} (50 objects; episode *i* targets object *i* mod 50) |
+| bins | 1-{cfg['max_items']} items |
+| image size | {cfg['image_size']} x {cfg['image_size']} |
+| seed | {cfg['seed']} |
+| perturbed episodes | {cfg['perturb_fraction']:.0%} (noise on the executed actions, clean expert labels) |
+| expert success | {info['expert_success_rate']:.1%} |
+| content hash (sha256) | `{info['content_hash']}` |
+
+One row per 20 Hz control step. Observation *t* is the one before action *t*.
+
+| field | type | shape | meaning |
+|---|---|---|---|
+{rows}
+
+Load: `datasets.load_dataset("parquet", data_dir="<this dir>/data")`, or for training
+`novapick.data.dataset.make_dataloader("<this dir>")`.
+"""
