@@ -92,5 +92,6 @@ def get_profile(name: str) -> Profile:
         return Profile("quick",
                        ModelConfig(image_size=96, visual_backbone="small_cnn", text_encoder="small_text",
                                    pretrained=False),
-                       TrainConfig(warmup_steps=200, total_steps=6_000, batch_size=64))
+                       TrainConfig(warmup_steps=100, total_steps=1_500, batch_size=16, seq_len=8,
+                                   ema_decay=0.99))
     raise ValueError(f"profile must be 'quick' or 'full', got {name!r}")

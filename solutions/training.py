@@ -1,0 +1,369 @@
+"""Notebook 05 — joint training of encoder, RSSM, flow head and grasp head (Section 3.5).
+
+    L = L_flow + 0.5 L_wm + 0.1 L_grasp          (Section 2)
+    L_wm = next-latent MSE + beta * KL(balanced, free nats) + reward MSE
+
+    python -m solutions.training --profile quick --data data/synthetic_known_96px_s0 --steps 1500
+    torchrun --nproc_per_node 2 -m solutions.training --profile quick --data ... --steps 20   # data parallel
+
+AdamW (weight decay 1e-4), linear warm-up then cosine decay, gradient clipping at 100,
+dropout 0.1 in the MLPs, an EMA copy of the weights for evaluation, checkpoints that
+resume, a tqdm bar and a loss-curve PNG.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from novapick.config import ModelConfig, TrainConfig, get_profile
+from solutions.encoder import ObservationEncoder
+from solutions.flow_head import FlowMatchingActionHead, flow_matching_loss
+from solutions.rssm import RSSM, GraspSuccessHead, kl_balanced_loss
+
+PROPRIO_INPUT = 14 + 2  # normalised joint state + gripper state (suction pressure, aperture)
+
+
+def build_model(cfg: ModelConfig) -> dict[str, nn.Module]:
+    """The model dict of the case study ('encoder', 'rssm', 'flow_head') plus the grasp
+    head and a projection of the robot's own state (joint angles/velocities and the
+    suction/jaw state), which is added to the observation embedding: the arm must know
+    where it is and whether the cup has sealed."""
+    return {
+        "encoder": ObservationEncoder(cfg.obs_embed_dim, config=cfg),
+        "proprio": nn.Sequential(nn.Linear(PROPRIO_INPUT, 128), nn.SiLU(), nn.Linear(128, cfg.obs_embed_dim)),
+        "rssm": RSSM(cfg.obs_embed_dim, cfg.action_dim, cfg.det_dim, cfg.stoch_dim, cfg.stoch_classes),
+        "flow_head": FlowMatchingActionHead(cfg.chunk_size, cfg.action_dim, cfg.cond_dim),
+        "grasp_head": GraspSuccessHead(cfg.cond_dim, cfg.dropout),
+    }
+
+
+def parameters(model: dict[str, nn.Module]) -> list[nn.Parameter]:
+    return [p for m in model.values() for p in m.parameters() if p.requires_grad]
+
+
+def condition(h: torch.Tensor, z: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """Flow-head conditioning c = [h, z_flat, obs_embed]: (..., 512 + 1024 + 256)."""
+    return torch.cat([h, z.flatten(-2), obs], dim=-1)
+
+
+def encode(model: dict, rgb: torch.Tensor, depth: torch.Tensor, language: torch.Tensor,
+           robot_state: torch.Tensor) -> torch.Tensor:
+    """Frames (N, ...) -> observation embeddings (N, 256) including the robot's own state."""
+    return model["encoder"](rgb, depth, language) + model["proprio"](robot_state)
+
+
+def _unpack(batch, device: torch.device) -> dict[str, torch.Tensor]:
+    """Accept the loader's dict or the case study's tuple (rgb, depth, language, actions,
+    proprioception, rewards) of (B, L, ...) windows; move everything to ``device``."""
+    if isinstance(batch, (tuple, list)):
+        rgb, depth, language, actions, proprio, rewards = batch[:6]
+        batch = {"rgb": rgb, "depth": depth, "language": language, "actions": actions,
+                 "proprioception": proprio, "rewards": rewards}
+    b = {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+    if b["rgb"].ndim != 5:
+        raise ValueError(f"train_one_epoch needs windows (B, L, 3, S, S); got rgb {tuple(b['rgb'].shape)} "
+                         "(use make_dataloader(..., seq_len=L))")
+    B, L = b["rgb"].shape[:2]
+    if b["actions"].ndim == 3:                      # (B, L, 10): single actions, make 1-step chunks
+        b["actions"] = b["actions"][:, :, None]
+    b.setdefault("pad_mask", torch.zeros(b["actions"].shape[:3], dtype=torch.bool, device=device))
+    b.setdefault("gripper_state", torch.zeros(B, L, 2, device=device))
+    b.setdefault("grasp_chunk", (b["rewards"] > 0).float())
+    return b
+
+
+def compute_losses(model: dict, batch: dict, tcfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """All loss terms for one batch of windows (B, L, ...)."""
+    rgb, actions = batch["rgb"], batch["actions"]
+    B, L = rgb.shape[:2]
+    robot_state = torch.cat([batch["proprioception"], batch["gripper_state"]], -1)
+    obs = encode(model, rgb.flatten(0, 1), batch["depth"].flatten(0, 1),
+                 batch["language"].repeat_interleave(L, 0), robot_state.flatten(0, 1)).view(B, L, -1)
+    rssm = model["rssm"]
+    h, z = rssm.initial_state(B, rgb.device)        # a fresh state per window: no BPTT across windows
+    prev_action = torch.zeros(B, actions.shape[-1], device=rgb.device)
+    hs, zs, priors, posts = [], [], [], []
+    for t in range(L):
+        # h_t summarises (z_{t-1}, a_{t-1}): the action executed at the previous step
+        h, z, info = rssm.observe_step(obs[:, t], prev_action, h, z)
+        hs.append(h)
+        zs.append(z)
+        priors.append(info["prior_logits"])
+        posts.append(info["posterior_logits"])
+        prev_action = actions[:, t, 0]
+    H, Z = torch.stack(hs, 1), torch.stack(zs, 1)
+    prior, post = torch.stack(priors, 1), torch.stack(posts, 1)
+    kl = kl_balanced_loss(post.flatten(0, 1), prior.flatten(0, 1), tcfg.free_nats, tcfg.kl_balance)
+    # Next-latent prediction: the prior at t+1 (having seen a_t) against the posterior at
+    # t+1 (having seen o_{t+1}), as class probabilities; the target is not pushed.
+    latent = (F.softmax(prior[:, 1:], -1) - F.softmax(post[:, 1:], -1).detach()).pow(2).sum((-1, -2)).mean()
+    reward = F.mse_loss(rssm.predict_reward(H, Z), batch["rewards"].float())
+    cond = condition(H, Z, obs).flatten(0, 1)
+    flow = flow_matching_loss(model["flow_head"], actions.flatten(0, 1), cond, batch["pad_mask"].flatten(0, 1))
+    grasp = F.binary_cross_entropy_with_logits(model["grasp_head"](cond), batch["grasp_chunk"].flatten().float())
+    wm = latent + tcfg.kl_beta * kl + reward
+    total = flow + tcfg.lambda_wm * wm + tcfg.lambda_grasp * grasp
+    return {"total_loss": total, "flow_loss": flow, "wm_loss": wm, "kl_loss": kl, "latent_loss": latent,
+            "reward_loss": reward, "grasp_loss": grasp}
+
+
+def train_one_epoch(model: dict, dataloader: DataLoader,
+                    optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler._LRScheduler,
+                    device: torch.device, epoch: int,
+                    tcfg: TrainConfig | None = None, max_steps: int | None = None,
+                    on_step=None) -> dict:
+    """Train all components for one pass over ``dataloader`` (windows of L steps).
+
+    Returns the epoch means of 'flow_loss', 'wm_loss', 'kl_loss', 'total_loss' (and the
+    other terms). ``max_steps`` stops early; ``on_step(step_logs)`` is called per batch
+    (EMA updates, curves).
+    """
+    tcfg = tcfg or TrainConfig()
+    for m in model.values():
+        m.train()
+    params = parameters(model)
+    sums: dict[str, float] = {}
+    steps = 0
+    bar = tqdm(dataloader, desc=f"epoch {epoch}", leave=False, disable=os.environ.get("RANK", "0") != "0")
+    for batch in bar:
+        losses = compute_losses(model, _unpack(batch, device), tcfg)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total_loss"].backward()
+        _average_gradients(params)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        logs = {k: float(v.detach()) for k, v in losses.items()}
+        logs.update(grad_norm=float(grad_norm), lr=scheduler.get_last_lr()[0])
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + v
+        steps += 1
+        if on_step is not None:
+            on_step(logs)
+        if steps % 100 == 0:
+            bar.set_postfix(loss=f"{sums['total_loss'] / steps:.3f}", flow=f"{sums['flow_loss'] / steps:.3f}")
+        if max_steps is not None and steps >= max_steps:
+            break
+    return {k: v / max(steps, 1) for k, v in sums.items()} | {"steps": steps}
+
+
+def _average_gradients(params: list[nn.Parameter]) -> None:
+    """Data parallelism across torchrun processes: all-reduce and average the gradients
+    before the (identical) optimiser step on every rank — what DistributedDataParallel
+    does, done explicitly because the RSSM is called through several methods per step
+    (DDP only hooks ``forward``)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    world = torch.distributed.get_world_size()
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        torch.distributed.all_reduce(p.grad)
+        p.grad.div_(world)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, tcfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up 0 -> lr over warmup_steps, then cosine decay to min_lr at total_steps."""
+    floor = tcfg.min_lr / tcfg.lr
+
+    def factor(step: int) -> float:
+        if step < tcfg.warmup_steps:
+            return step / max(1, tcfg.warmup_steps)
+        progress = min(1.0, (step - tcfg.warmup_steps) / max(1, tcfg.total_steps - tcfg.warmup_steps))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class EMA:
+    """Exponential moving average of the weights (evaluated instead of the raw weights)."""
+
+    def __init__(self, model: dict[str, nn.Module], decay: float):
+        self.decay = decay
+        self.shadow = {k: copy.deepcopy(m).eval().requires_grad_(False) for k, m in model.items()}
+
+    @torch.no_grad()
+    def update(self, model: dict[str, nn.Module]) -> None:
+        for k, m in model.items():
+            for s, p in zip(self.shadow[k].state_dict().values(), _unwrap(m).state_dict().values()):
+                if s.dtype.is_floating_point:
+                    s.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+                else:
+                    s.copy_(p)
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    return m.module if hasattr(m, "module") else m
+
+
+def save_checkpoint(path: Path, model: dict, ema: EMA, optimizer, scheduler, step: int, history: list,
+                    mcfg: ModelConfig, tcfg: TrainConfig) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": {k: _unwrap(m).state_dict() for k, m in model.items()},
+                "ema": {k: m.state_dict() for k, m in ema.shadow.items()},
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                "history": history, "model_config": vars(mcfg), "train_config": vars(tcfg),
+                "torch_rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def load_policy_model(path: str | Path, use_ema: bool = True) -> tuple[dict, ModelConfig]:
+    """Model dict (eval mode) from a checkpoint, EMA weights by default."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    mcfg = ModelConfig(**ckpt["model_config"])
+    model = build_model(mcfg)
+    weights = ckpt["ema"] if use_ema else ckpt["model"]
+    for k, m in model.items():
+        m.load_state_dict(weights[k])
+        m.eval()
+    return model, mcfg
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["total_loss", "flow_loss", "wm_loss", "kl_loss", "grasp_loss", "lr"]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+    steps = [h["step"] for h in history]
+    for ax, key in zip(axes.flat, keys):
+        values = np.array([h[key] for h in history])
+        ax.plot(steps, values, alpha=0.3)
+        if len(values) >= 20:
+            k = max(5, len(values) // 50)
+            ax.plot(steps[k - 1:], np.convolve(values, np.ones(k) / k, "valid"))
+        ax.set_title(key)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return int(os.environ.get("RANK", "0")), world
+
+
+def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: int | None = None,
+          batch_size: int | None = None, seq_len: int | None = None, seed: int = 0,
+          device: str | None = None, resume: bool = True, log_every: int = 10) -> dict:
+    """Train the VLA from scratch or resume from ``out``/last.pt; returns a summary."""
+    from novapick.data.dataset import EpisodeWindows, EpisodeStore, _Batched, load_stats
+
+    rank, world = _distributed()
+    prof = get_profile(profile)
+    mcfg, tcfg = prof.model, prof.train
+    tcfg.total_steps = steps or tcfg.total_steps
+    tcfg.warmup_steps = min(tcfg.warmup_steps, tcfg.total_steps // 10)
+    tcfg.batch_size, tcfg.seq_len, tcfg.seed = batch_size or tcfg.batch_size, seq_len or tcfg.seq_len, seed
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(seed)  # same initial weights everywhere (rank 0's are broadcast too)
+    out = Path(out)
+
+    store = EpisodeStore(data_dirs)
+    stats = load_stats(data_dirs[0], store)
+    if rank == 0:
+        stats.save(out / "stats.json")  # the policy normalises its inputs with these
+    windows = EpisodeWindows(store, stats, tcfg.seq_len, mcfg.image_size, only_success=True)
+    sampler = torch.utils.data.DistributedSampler(windows, world, rank, shuffle=True, seed=seed) if world > 1 \
+        else torch.utils.data.RandomSampler(windows, generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(_Batched(windows, as_tuple=False),
+                        sampler=torch.utils.data.BatchSampler(sampler, tcfg.batch_size, drop_last=True),
+                        batch_size=None, collate_fn=lambda b: b)
+
+    model = {k: m.to(dev) for k, m in build_model(mcfg).items()}
+    if world > 1:  # every rank starts from rank 0's weights
+        for p in [p for m in model.values() for p in m.state_dict().values()]:
+            torch.distributed.broadcast(p, src=0)
+    optimizer = torch.optim.AdamW(parameters(model), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    scheduler = warmup_cosine(optimizer, tcfg)
+    torch.manual_seed(seed + rank)  # different flow-matching noise per rank
+    ema = EMA(model, tcfg.ema_decay)
+    step, history = 0, []
+    last = out / "last.pt"
+    if resume and last.exists():
+        ckpt = torch.load(last, map_location=dev, weights_only=False)
+        for k, m in model.items():
+            _unwrap(m).load_state_dict(ckpt["model"][k])
+        for k, m in ema.shadow.items():
+            m.load_state_dict(ckpt["ema"][k])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        step, history = ckpt["step"], ckpt["history"]
+
+    start, start_step = time.perf_counter(), step
+
+    def on_step(logs: dict) -> None:
+        nonlocal step
+        step += 1
+        ema.update(model)
+        if step % log_every == 0 or step == tcfg.total_steps:
+            history.append({"step": step, **logs})
+
+    epoch = 0
+    bar = tqdm(total=tcfg.total_steps, initial=step, desc="train", disable=rank != 0)
+    while step < tcfg.total_steps:
+        if world > 1:
+            sampler.set_epoch(epoch)
+        before = step
+        train_one_epoch(model, loader, optimizer, scheduler, dev, epoch, tcfg,
+                        max_steps=tcfg.total_steps - step, on_step=on_step)
+        bar.update(step - before)
+        epoch += 1
+        if rank == 0:
+            save_checkpoint(last, model, ema, optimizer, scheduler, step, history, mcfg, tcfg)
+    bar.close()
+    train_s = time.perf_counter() - start
+    summary = {"steps": step, "train_s": train_s, "steps_per_s": (step - start_step) / max(train_s, 1e-9),
+               "final": history[-1] if history else {}, "windows": len(windows), "world_size": world,
+               "params": {k: sum(p.numel() for p in _unwrap(m).parameters()) for k, m in model.items()}}
+    if rank == 0:
+        save_checkpoint(last, model, ema, optimizer, scheduler, step, history, mcfg, tcfg)
+        plot_curves(history, out / "loss_curves.png")
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", choices=["quick", "full"], default="quick")
+    ap.add_argument("--data", nargs="+", required=True, help="dataset directories (the first is the training split)")
+    ap.add_argument("--out", default="artifacts/vla")
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--seq-len", type=int)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device")
+    ap.add_argument("--no-resume", action="store_true")
+    args = ap.parse_args(argv)
+    summary = train(args.data, args.out, args.profile, args.steps, args.batch_size, args.seq_len, args.seed,
+                    args.device, resume=not args.no_resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
