@@ -48,7 +48,9 @@ class VLAPolicy:
         self._tokens: dict[str, torch.Tensor] = {}
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:  # same episode seed -> same sampled chunks: failures can be replayed
+            self.generator.manual_seed(seed)
         self.h, self.z = self.model["rssm"].initial_state(1, self.device)
         self.prev_action = torch.zeros(1, self.mcfg.action_dim, device=self.device)
         self.queue: list[np.ndarray] = []
@@ -111,14 +113,14 @@ def run_episode(policy: VLAPolicy, env, seed: int, options: dict, max_steps: int
                 frames: list | None = None) -> dict:
     """One closed-loop episode; returns the final info plus the actions' smoothness."""
     obs, info = env.reset(seed=seed, options=options)
-    policy.reset()
+    policy.reset(seed)
     actions = []
     for _ in range(max_steps):
         action = policy.select_action(obs)
         actions.append(action)
         obs, _, terminated, truncated, info = env.step(action)
         if frames is not None:
-            frames.append((env.unwrapped.render_scene(), obs["rgb"]))
+            frames.append(obs["rgb"])
         if terminated or truncated:
             break
     acts = np.array(actions)[:, :7]
@@ -148,9 +150,10 @@ def evaluate_model(model: dict, eval_env, object_set: list,
     for i, name in enumerate(object_set):
         for j in range(num_episodes):
             k = int(rng.integers(n_items[0], n_items[1] + 1)) if isinstance(n_items, tuple) else int(n_items)
-            info = run_episode(policy, eval_env, int(rng.integers(1 << 31)),
-                               {"object": name, "split": eval_env.unwrapped.catalog.get(name).split, "n_items": k})
-            info["object_name"] = name
+            ep_seed = int(rng.integers(1 << 31))
+            options = {"object": name, "split": eval_env.unwrapped.catalog.get(name).split, "n_items": k}
+            info = run_episode(policy, eval_env, ep_seed, options)
+            info.update(object_name=name, seed=ep_seed, options=options, rehearsal_k=rehearsal_k)
             infos.append(info)
             per_object[name].append(bool(info["success"]))
             bar.update(1)
@@ -169,6 +172,7 @@ def evaluate_model(model: dict, eval_env, object_set: list,
         "per_object_success": {k: float(np.mean(v)) for k, v in per_object.items()},
         "episodes": len(infos),
         "infos": infos,
+        "policy": policy,
     }
     print(f"success {result['pick_success_rate']:.1%} over {len(infos)} episodes | cycle "
           f"{result['mean_cycle_time'] or float('nan'):.2f} s | jerk {result['mean_smoothness']:.1f} rad/s^3 | "
@@ -198,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     objects = [o.name for o in load_catalog().split(args.split)]
     result = evaluate_model(model, env, objects, args.episodes_per_object, mcfg=mcfg, stats=stats,
                             n_items=(1, args.items), seed=args.seed, rehearsal_k=args.rehearsal_k)
-    result.pop("infos")
+    result.pop("infos"), result.pop("policy")
     print(json.dumps(result))
     return result
 

@@ -96,3 +96,44 @@ def test_closed_loop_evaluation_runs_and_reports_metrics(data_dir, tmp_path):
     assert set(result["per_object_success"]) == set(names) and result["episodes"] == 2
     assert result["latency_ms_p50"] > 0
     env.close()
+
+
+def test_benchmark_reports_every_stage_and_the_flow_steps_curve():
+    from solutions.benchmark import benchmark_inference
+    prof = get_profile("quick")
+    result = benchmark_inference(build_model(prof.model), torch.device("cpu"), 2, 5, mcfg=prof.model,
+                                 flow_steps_curve=(1, 10))
+    for key in ("preprocess_ms", "encode_ms", "rssm_ms", "flow_ms", "total_ms", "throughput_hz"):
+        assert result[key] > 0
+    assert isinstance(result["meets_latency_target"], bool)
+    assert set(result["latency"]["total"]) == {"mean", "std", "p50", "p95", "p99"}
+    assert result["params"]["rssm"] > 1e6 and result["gflops_per_chunk"] > 0
+    assert [c["flow_steps"] for c in result["flow_steps_curve"]] == [1, 10]
+    assert set(result["gpu_estimates_ms"]) == {"T4 (Colab)", "L4", "A100"}
+
+
+def test_failure_analysis_counts_correlates_and_saves_frames(data_dir, tmp_path):
+    from novapick.data.normalize import NormStats
+    from novapick.sim import make_env
+    from solutions.error_analysis import analyze_failures, correlated_properties
+    from solutions.evaluation import evaluate_model
+
+    train([str(data_dir)], tmp_path / "ckpt", "quick", steps=2, batch_size=2, seq_len=4)
+    model, mcfg = load_policy_model(tmp_path / "ckpt" / "last.pt")
+    env = make_env(96, max_steps=8)
+    names = [o.name for o in env.catalog.split("known")[:3]]
+    results = evaluate_model(model, env, names, 1, mcfg=mcfg, stats=NormStats.load(tmp_path / "ckpt" / "stats.json"),
+                             progress=False)
+    report = analyze_failures(results, model, env, out_dir=tmp_path / "failures", examples=1)
+    assert set(report) == {"grasp_slip", "miss", "wrong_object", "collision", "timeout"}
+    failed = sum(not i["success"] for i in results["infos"])
+    assert sum(r["count"] for r in report.values()) == failed == 3          # 8 steps: nothing gets picked
+    for category, r in report.items():
+        assert r["mitigation"] and (r["count"] == 0 or len(r["example_frames"]) == 3)
+        assert all(Path(p).exists() for p in r["example_frames"])
+    episodes = [{"object_name": n} for n in names * 4]                      # 4 episodes per object
+    failures = [{"object_name": names[0]}] * 3 + [{"object_name": names[1]}]
+    props = correlated_properties(failures, episodes)
+    first = env.catalog.get(names[0])
+    assert f"category={first.category} (75% of these failures vs 33% of episodes, 2.2x)" in props
+    env.close()
