@@ -209,3 +209,46 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     main()
+
+
+@torch.no_grad()
+def world_model_cosine(model: dict, dataloader, horizon: int = REHEARSAL_HORIZON, max_batches: int = 20,
+                       context: int = 2) -> dict:
+    """World-model prediction accuracy (Section 2 metric): cosine similarity between the
+    imagined next latent (prior class probabilities after the real action) and the
+    encoded actual one (posterior probabilities), one step ahead and ``horizon`` steps
+    ahead in pure imagination. Windows must have >= context + horizon steps."""
+    from solutions.training import _unpack
+
+    rssm = model["rssm"]
+    one, many = [], []
+    for b, batch in enumerate(dataloader):
+        if b >= max_batches:
+            break
+        x = _unpack(batch, torch.device("cpu"))
+        B, L = x["rgb"].shape[:2]
+        if L < context + horizon:
+            raise ValueError(f"windows of {L} steps; need >= {context + horizon}")
+        state = torch.cat([x["proprioception"], x["gripper_state"]], -1)
+        obs = encode(model, x["rgb"].flatten(0, 1), x["depth"].flatten(0, 1),
+                     x["language"].repeat_interleave(L, 0), state.flatten(0, 1)).view(B, L, -1)
+        acts = x["actions"][:, :, 0]
+        h, z = rssm.initial_state(B, obs.device)
+        prev = torch.zeros(B, acts.shape[-1])
+        posts = []
+        for t in range(L):
+            h, z, info = rssm.observe_step(obs[:, t], prev, h, z)
+            posts.append((h, z, F.softmax(info["posterior_logits"], -1).flatten(1),
+                          F.softmax(info["prior_logits"], -1).flatten(1)))
+            prev = acts[:, t]
+        for t in range(1, L):
+            one.append(F.cosine_similarity(posts[t][3], posts[t][2], dim=-1))
+        h, z = posts[context - 1][0], posts[context - 1][1]
+        for k in range(horizon):  # imagine with the real actions, never observing
+            t = context + k
+            h = rssm._transition(acts[:, t - 1], h, z)
+            probs = F.softmax(rssm._logits(rssm.prior(h)), -1)
+            z = F.one_hot(probs.argmax(-1), rssm.stoch_classes).float()
+            if k == horizon - 1:
+                many.append(F.cosine_similarity(probs.flatten(1), posts[t][2], dim=-1))
+    return {"cosine_1_step": float(torch.cat(one).mean()), f"cosine_{horizon}_step": float(torch.cat(many).mean())}

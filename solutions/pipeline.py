@@ -1,16 +1,20 @@
 """`make reference`: the course's main job, end to end, in one command.
 
-Current stages (later issues add training, evaluation of the learned policies, error
-analysis and benchmarking to this same driver):
+Stages:
 
 1. generate the synthetic demonstrations of the profile's data mix (resumable) and
    validate them (`novapick.data.check`),
-2. run the scripted expert over the known and the novel object sets,
-3. print a results table (success, cycle time, jerk, collision/damage rates, failures),
-4. write `artifacts/results.json` and a rollout video `artifacts/expert_rollouts.gif`.
+2. train the VLA (encoder + RSSM + flow head + grasp head; resumes) and the grasp-pose
+   baseline,
+3. evaluate the VLA, the baseline (its pose executed by the scripted motion) and the
+   scripted expert (upper bound) on the known and the novel objects; the VLA also with
+   world-model rehearsal (K = 4 imagined chunks) on the novel objects,
+4. world-model next-latent cosine similarity, failure analysis with example frames,
+   inference benchmark of the quick model and of the full-spec architecture,
+5. print the results tables, write `artifacts/results.json`, loss curves and a video.
 
-    python -m solutions.pipeline --profile quick            # CPU, ~2 minutes here
-    python -m solutions.pipeline --episodes 4 --data-episodes 4 --data-root /tmp/d   # smoke run
+    python -m solutions.pipeline --profile quick            # CPU, ~30 minutes here
+    python -m solutions.pipeline --episodes 2 --data-episodes 4 --train-steps 2 --data-root /tmp/d   # smoke
 """
 from __future__ import annotations
 
@@ -41,6 +45,10 @@ class PipelineConfig:
     out: str = "artifacts"
     data_episodes: int = 300    # synthetic demonstrations (known split)
     data_root: str = "data"
+    train_steps: int = 1300     # VLA gradient steps (quick: ~15 min on 2 CPU cores)
+    baseline_steps: int = 600
+    rehearsal_k: int = 4        # candidate chunks imagined per replan in the rehearsal run
+    benchmark_runs: int = 30
 
     def __post_init__(self) -> None:
         if self.profile not in ("quick", "full"):
@@ -49,8 +57,8 @@ class PipelineConfig:
             raise ValueError(f"need episodes >= 1 and 1 <= items <= 30, got {self.episodes}, {self.items}")
 
 
-PROFILES = {"quick": dict(episodes=50, items=5, image_size=96, data_episodes=300),
-            "full": dict(episodes=200, items=10, image_size=224, data_episodes=20_000)}
+PROFILES = {"quick": dict(episodes=50, items=5, image_size=96, data_episodes=300, train_steps=1300),
+            "full": dict(episodes=200, items=10, image_size=224, data_episodes=20_000, train_steps=200_000)}
 
 
 def git_commit() -> str:
@@ -108,33 +116,166 @@ def make_data(cfg: PipelineConfig) -> dict:
             "bytes": info["bytes_on_disk"]}
 
 
+def _row(summary: dict) -> dict:
+    keys = ("success_rate", "mean_cycle_time_s", "mean_jerk", "collision_rate", "damage_rate", "failure_counts")
+    return {k: summary[k] for k in keys}
+
+
+def evaluate_vla(cfg: PipelineConfig, ckpt: Path, rehearsal_k: int = 0, splits=("known", "novel")) -> dict:
+    from novapick.data.normalize import NormStats
+    from novapick.metrics import summarize_episodes
+    from novapick.sim.catalog import load_catalog
+    from solutions.evaluation import evaluate_model
+    from solutions.training import load_policy_model
+
+    model, mcfg = load_policy_model(ckpt)
+    stats = NormStats.load(ckpt.parent / "stats.json")
+    env = make_env(mcfg.image_size)
+    per_object = max(1, cfg.episodes // 50)
+    out = {}
+    for split in splits:
+        names = [o.name for o in load_catalog().split(split)][: cfg.episodes]
+        res = evaluate_model(model, env, names, per_object, mcfg=mcfg, stats=stats, n_items=(1, cfg.items),
+                             seed=cfg.seed + 7, rehearsal_k=rehearsal_k)
+        out[split] = {**_row(summarize_episodes(res["infos"])), "latency_ms_p50": res["latency_ms_p50"],
+                      "per_object_success": res["per_object_success"], "episodes": res["episodes"],
+                      "_results": res}
+    out["_model"], out["_env"] = model, env
+    return out
+
+
 def run(cfg: PipelineConfig) -> dict:
+    from solutions.baseline import evaluate_baseline, train_baseline
+    from solutions.benchmark import benchmark_inference
+    from solutions.error_analysis import analyze_failures
+    from solutions.evaluation import world_model_cosine
+    from solutions.training import build_model, train
+
+    import torch
+
+    from novapick.config import get_profile
+    from novapick.data.dataset import make_dataloader
+    from novapick.sim.catalog import load_catalog
+
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, t0: float) -> None:
+        timings[name] = time.perf_counter() - t0
+        print(f"[{name}] {timings[name]:.0f} s")
+
+    t0 = time.perf_counter()
     data = make_data(cfg)
-    data_s = time.perf_counter() - start
-    rows = {}
+    lap("data_s", t0)
+
+    t0 = time.perf_counter()
+    train_summary = train([data["dir"]], out / "vla_quick", cfg.profile, steps=cfg.train_steps, seed=cfg.seed)
+    lap("train_s", t0)
+    ckpt = out / "vla_quick" / "last.pt"
+
+    t0 = time.perf_counter()
+    baseline, baseline_train = train_baseline([data["dir"]], steps=cfg.baseline_steps, seed=cfg.seed)
+    lap("baseline_train_s", t0)
+
+    rows: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    vla = evaluate_vla(cfg, ckpt)
+    for split in ("known", "novel"):
+        rows[f"vla/{split}"] = vla[split]
+    lap("vla_eval_s", t0)
+
+    t0 = time.perf_counter()
+    rehearsal = evaluate_vla(cfg, ckpt, rehearsal_k=cfg.rehearsal_k, splits=("novel",))
+    rows["vla+rehearsal/novel"] = rehearsal["novel"]
+    lap("rehearsal_eval_s", t0)
+
+    t0 = time.perf_counter()
+    env = make_env(cfg.image_size)
+    for split in ("known", "novel"):
+        names = [o.name for o in load_catalog().split(split)][: cfg.episodes]
+        rows[f"baseline/{split}"] = {**evaluate_baseline(baseline, env, names, max(1, cfg.episodes // 50),
+                                                         (1, cfg.items), cfg.seed + 7)}
+    env.close()
+    lap("baseline_eval_s", t0)
+
+    t0 = time.perf_counter()
     for split in ("known", "novel"):
         summary = evaluate_expert(split, cfg.episodes, cfg.items, cfg.seed, cfg.image_size, cfg.workers)
         summary.pop("infos")
         rows[f"expert/{split}"] = summary
+    lap("expert_eval_s", t0)
+
+    t0 = time.perf_counter()
+    windows = make_dataloader(data["dir"], batch_size=16, seq_len=8, shuffle=True, seed=cfg.seed + 1)
+    wm = world_model_cosine(vla["_model"], windows, horizon=5, max_batches=10)
+    failures = analyze_failures(vla["novel"]["_results"], vla["_model"], vla["_env"], out_dir=out / "failures")
+    lap("analysis_s", t0)
+
+    t0 = time.perf_counter()
+    quick_prof = get_profile("quick").model
+    bench_quick = benchmark_inference(vla["_model"], torch.device("cpu"), 5, cfg.benchmark_runs, mcfg=quick_prof)
+    full_prof = get_profile("full").model
+    bench_full = benchmark_inference(build_model(full_prof), torch.device("cpu"), 2, max(5, cfg.benchmark_runs // 3),
+                                     mcfg=full_prof, flow_steps_curve=(1, 5, 10))
+    lap("benchmark_s", t0)
+
     video = record_video(cfg, out)
+    timings["total_s"] = time.perf_counter() - start
+    clean = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
     results = {
         "git_commit": git_commit(), "profile": cfg.profile, "config": asdict(cfg),
+        "seeds": {"pipeline": cfg.seed, "data": cfg.seed, "training": cfg.seed, "evaluation": cfg.seed + 7},
+        "data": data,
+        "vla": {"success_known": rows["vla/known"]["success_rate"], "success_novel": rows["vla/novel"]["success_rate"],
+                "known": clean(rows["vla/known"]), "novel": clean(rows["vla/novel"]), "training": train_summary},
+        "rehearsal": {"success_novel": rows["vla+rehearsal/novel"]["success_rate"], "k": cfg.rehearsal_k,
+                      "novel": clean(rows["vla+rehearsal/novel"])},
+        "baseline": {"success_known": rows["baseline/known"]["success_rate"],
+                     "success_novel": rows["baseline/novel"]["success_rate"], "training": baseline_train,
+                     "known": rows["baseline/known"], "novel": rows["baseline/novel"]},
         "expert": {"success_known": rows["expert/known"]["success_rate"],
                    "success_novel": rows["expert/novel"]["success_rate"],
                    "known": rows["expert/known"], "novel": rows["expert/novel"]},
-        "data": data,
-        "timings": {"data_s": data_s, "total_s": time.perf_counter() - start},
-        "artifacts": {"video": str(video)},
+        "world_model": {"cosine": wm["cosine_1_step"], **wm},
+        "latency": {"quick_p50_ms": bench_quick["latency"]["total"]["p50"],
+                    "full_p50_ms": bench_full["latency"]["total"]["p50"],
+                    "quick": {k: v for k, v in bench_quick.items()}, "full": {k: v for k, v in bench_full.items()}},
+        "failures_novel": failures,
+        "timings": timings,
+        "artifacts": {"video": str(video), "loss_curves": str(out / "vla_quick" / "loss_curves.png"),
+                      "checkpoint": str(ckpt), "failure_frames": str(out / "failures")},
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     print(f"\ndata: {data['episodes']} episodes / {data['frames']} frames in {data['dir']} "
-          f"(expert success {data['expert_success']:.1%}, hash {data['content_hash'][:12]}..., {data_s:.0f} s)")
-    print("\n" + format_table(rows))
-    print(f"\nwrote {out / 'results.json'} and {video} in {results['timings']['total_s']:.0f} s")
+          f"(expert success {data['expert_success']:.1%}, hash {data['content_hash'][:12]}...)")
+    print("\n" + format_table({k: _row(v) for k, v in rows.items()}))
+    print("\n" + headline_table(results))
+    print(f"\nwrote {out / 'results.json'} and {video} in {timings['total_s']:.0f} s")
     return results
+
+
+def headline_table(r: dict) -> str:
+    """The case study's README results table: baseline vs ours (and the expert)."""
+    def pct(x):
+        return f"{x:.1%}"
+    cyc = lambda d: f"{d['mean_cycle_time_s']:.2f} s" if d.get("mean_cycle_time_s") else "-"  # noqa: E731
+    return "\n".join([
+        "| metric | grasp baseline | VLA (ours) | VLA + rehearsal | scripted expert |",
+        "|---|---|---|---|---|",
+        f"| pick success, known | {pct(r['baseline']['success_known'])} | {pct(r['vla']['success_known'])} | - | "
+        f"{pct(r['expert']['success_known'])} |",
+        f"| pick success, novel | {pct(r['baseline']['success_novel'])} | {pct(r['vla']['success_novel'])} | "
+        f"{pct(r['rehearsal']['success_novel'])} | {pct(r['expert']['success_novel'])} |",
+        f"| cycle time (novel) | {cyc(r['baseline']['novel'])} | {cyc(r['vla']['novel'])} | "
+        f"{cyc(r['rehearsal']['novel'])} | {cyc(r['expert']['novel'])} |",
+        f"| latency p50 per chunk | - | {r['latency']['quick_p50_ms']:.1f} ms (quick) / "
+        f"{r['latency']['full_p50_ms']:.0f} ms (full spec) | - | - |",
+        f"| damage rate (novel) | {pct(r['baseline']['novel']['damage_rate'])} | {pct(r['vla']['novel']['damage_rate'])} "
+        f"| {pct(r['rehearsal']['novel']['damage_rate'])} | {pct(r['expert']['novel']['damage_rate'])} |",
+        f"| world model next-latent cosine | - | {r['world_model']['cosine']:.3f} | - | - |",
+    ])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -146,11 +287,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="artifacts")
     ap.add_argument("--data-episodes", type=int, help="synthetic demonstrations (default: the profile's)")
+    ap.add_argument("--train-steps", type=int, help="VLA gradient steps (default: the profile's)")
+    ap.add_argument("--baseline-steps", type=int)
+    ap.add_argument("--benchmark-runs", type=int)
     ap.add_argument("--data-root", default="data")
     args = ap.parse_args(argv)
     settings = dict(PROFILES[args.profile])
     settings.update({k: v for k, v in (("episodes", args.episodes), ("items", args.items),
-                                       ("data_episodes", args.data_episodes)) if v is not None})
+                                       ("data_episodes", args.data_episodes), ("train_steps", args.train_steps),
+                                       ("baseline_steps", args.baseline_steps),
+                                       ("benchmark_runs", args.benchmark_runs)) if v is not None})
     cfg = PipelineConfig(profile=args.profile, workers=args.workers, seed=args.seed, out=args.out,
                          data_root=args.data_root, **settings)
     return run(cfg)

@@ -62,11 +62,17 @@ def test_expert_eval_cli_prints_a_json_summary_last(capsys):
 @pytest.mark.slow
 def test_reference_pipeline_smoke_run(tmp_path):
     from solutions.pipeline import main as pipeline_main
-    results = pipeline_main(["--episodes", "3", "--items", "2", "--workers", "1", "--out", str(tmp_path),
-                             "--data-episodes", "3", "--data-root", str(tmp_path / "data")])
+    results = pipeline_main(["--episodes", "2", "--items", "2", "--workers", "1", "--out", str(tmp_path),
+                             "--data-episodes", "4", "--data-root", str(tmp_path / "data"), "--train-steps", "2",
+                             "--baseline-steps", "5", "--benchmark-runs", "3"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["profile"] == "quick" and saved["git_commit"]
-    assert 0.0 <= saved["expert"]["success_novel"] <= 1.0
+    for key in ("vla", "baseline", "expert"):
+        assert 0.0 <= saved[key]["success_novel"] <= 1.0
+    assert 0.0 <= saved["vla"]["success_known"] <= 1.0 and 0.0 <= saved["rehearsal"]["success_novel"] <= 1.0
+    assert saved["latency"]["quick_p50_ms"] > 0 and saved["latency"]["full_p50_ms"] > 0
+    assert -1.0 <= saved["world_model"]["cosine"] <= 1.0
+    assert saved["timings"]["train_s"] > 0 and (tmp_path / "vla_quick" / "loss_curves.png").exists()
     assert (tmp_path / "expert_rollouts.gif").stat().st_size > 10_000
     assert results["timings"]["total_s"] > 0
-    assert saved["data"]["episodes"] == 3 and len(saved["data"]["content_hash"]) == 64
+    assert saved["data"]["episodes"] == 4 and len(saved["data"]["content_hash"]) == 64

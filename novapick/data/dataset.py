@@ -57,7 +57,7 @@ class EpisodeStore:
             raise DataFormatError(f"no shards under {root / 'data'}: generate the data first")
         cols: dict[str, list] = {k: [] for k in ("rgb", "depth", "proprio", "gripper_state", "action", "reward",
                                                  "grasp", "episode_index", "frame_index", "instruction", "success",
-                                                 "depth_valid")}
+                                                 "depth_valid", "grasp_pose")}
         for path in shards:
             table = read_shard(path)
             rgb, depth = decode_images(table, size, size)
@@ -71,6 +71,8 @@ class EpisodeStore:
             valid = table.column("depth_valid").to_numpy(zero_copy_only=False) if "depth_valid" in table.column_names \
                 else np.ones(table.num_rows, bool)
             cols["depth_valid"].append(valid)
+            cols["grasp_pose"].append(vector_column(table, "grasp_pose", 7) if "grasp_pose" in table.column_names
+                                      else np.zeros((table.num_rows, 7), np.float32))
         out = {k: np.concatenate(v) for k, v in cols.items()}
         for key in ("proprio", "action", "gripper_state", "reward", "grasp"):
             bad = ~np.isfinite(out[key].reshape(len(out[key]), -1)).all(1)

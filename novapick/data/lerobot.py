@@ -211,6 +211,7 @@ def convert(root: str | Path, source_name: str, out: str | Path, image_size: int
             "reward": m["reward"], "grasp": m["grasp"], "done": np.arange(T) == T - 1,
             "instruction": [raw.task.lower()] * T, "object_name": [f"{source_name}_{raw.index}"] * T,
             "split": [source_name] * T, "perturbed": [False] * T, "success": [True] * T, "failure": [""] * T,
+            "grasp_pose": [np.zeros(7, np.float32)] * T,  # unknown for real data (baseline not trained on it)
         }
         table = pa.table({k: pa.array(v, type=FRAME_FIELDS[k][0]) for k, v in cols.items()}, schema=SCHEMA)
         table = table.append_column("depth_valid", pa.array(np.zeros(T, bool)))

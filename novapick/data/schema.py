@@ -38,6 +38,8 @@ FRAME_FIELDS: dict[str, tuple[pa.DataType, tuple, str]] = {
     "perturbed": (pa.bool_(), (), "executed with injected noise (labels are clean)"),
     "success": (pa.bool_(), (), "episode outcome"),
     "failure": (pa.string(), (), "failure category or ''"),
+    "grasp_pose": (pa.list_(pa.float32(), 7), (7,), "the expert's planned grasp at the start (x, y, z, roll, "
+                   "pitch, yaw, width), each in [-1, 1]: the Section 3.3 baseline's target"),
 }
 SCHEMA = pa.schema([(name, spec[0]) for name, spec in FRAME_FIELDS.items()])
 
@@ -68,6 +70,7 @@ def episode_to_table(episode, episode_index: int) -> pa.Table:
         "perturbed": [bool(meta["perturbed"])] * T,
         "success": [bool(meta["success"])] * T,
         "failure": [meta["failure"] or ""] * T,
+        "grasp_pose": [np.asarray(meta["grasp_pose"], np.float32)] * T,
     }
     return pa.table({k: pa.array(v, type=FRAME_FIELDS[k][0]) for k, v in columns.items()}, schema=SCHEMA)
 

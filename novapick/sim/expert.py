@@ -337,3 +337,52 @@ class ScriptedExpert:
         q_next = R.solve_ik(c, r, next_pos + self._ik_bias, next_quat)
         velocity = (q_next - q_now) / R.CONTROL_DT + FEEDBACK_GAIN * (q_now - q) / R.CONTROL_DT
         return np.clip(velocity / R.ARM_MAX_VELOCITY, -0.95, 0.95)
+
+
+# ---- single grasp poses (the Section 3.3 baseline's output space) ---------------------
+POSE_Z_RANGE = 0.25     # grasp heights 0 .. 0.25 m map to [-1, 1]
+
+
+def grasp_pose_vector(plan: GraspPlan, width: float) -> np.ndarray:
+    """(x, y, z, roll, pitch, yaw, gripper_width) of a grasp, each scaled to [-1, 1]:
+    x, y over the bin, z over 0..0.25 m, angles / pi, width over the 0..8 cm aperture.
+    Suction grasps use the full aperture (the cup sits between open fingers)."""
+    from novapick.sim.world import BIN_CENTER, BIN_HALF
+
+    roll, pitch, yaw = p.getEulerFromQuaternion(plan.orientation.tolist())
+    roll = (roll + np.pi) % (2 * np.pi) - np.pi
+    # tool pointing down is roll = +-pi: report the deviation from straight down instead
+    roll = roll - np.sign(roll) * np.pi if abs(roll) > np.pi / 2 else roll
+    w = 2 * R.MAX_FINGER_OPENING if plan.mode == "suction" else width
+    return np.array([(plan.point[0] - BIN_CENTER[0]) / BIN_HALF[0], (plan.point[1] - BIN_CENTER[1]) / BIN_HALF[1],
+                     2 * plan.point[2] / POSE_Z_RANGE - 1, roll / np.pi, pitch / np.pi, yaw / np.pi,
+                     2 * w / (2 * R.MAX_FINGER_OPENING) - 1], dtype=np.float32).clip(-1, 1)
+
+
+def plan_from_pose_vector(pose: np.ndarray) -> GraspPlan:
+    """Inverse of :func:`grasp_pose_vector`: a near-full width means suction."""
+    from novapick.sim.world import BIN_CENTER, BIN_HALF
+
+    pose = np.asarray(pose, dtype=float)
+    point = np.array([BIN_CENTER[0] + pose[0] * BIN_HALF[0], BIN_CENTER[1] + pose[1] * BIN_HALF[1],
+                      (pose[2] + 1) / 2 * POSE_Z_RANGE])
+    roll, pitch, yaw = pose[3] * np.pi, pose[4] * np.pi, pose[5] * np.pi
+    orientation = np.array(p.getQuaternionFromEuler([np.pi + roll, pitch, yaw]))
+    approach = R.quaternion_matrix(orientation)[:, 2]
+    mode = "suction" if pose[6] > 0.9 else "parallel_jaw"
+    return GraspPlan(point, orientation, approach, mode, point[2] + APPROACH_HEIGHT)
+
+
+class PoseExpert(ScriptedExpert):
+    """Drives the scripted motion (approach, descend, grasp, lift) to a *given* grasp pose
+    instead of the privileged one: how a single-pose predictor is executed in the cell."""
+
+    def __init__(self, env, pose: np.ndarray):
+        self.fixed_plan = plan_from_pose_vector(pose)
+        super().__init__(env)
+
+    def grasp_plan(self) -> GraspPlan:
+        return self.fixed_plan
+
+    def _target_moved(self) -> bool:
+        return False  # no privileged state: the predicted pose is all it has

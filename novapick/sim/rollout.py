@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from novapick.sim import robot as R
-from novapick.sim.expert import ScriptedExpert
+from novapick.sim.catalog import resting_extents
+from novapick.sim.expert import ScriptedExpert, grasp_pose_vector
 from novapick.video import side_by_side
 
 PERTURB_STD = 0.08        # std of the execution noise on normalised joint velocities
@@ -48,6 +49,7 @@ def run_expert_episode(env, seed: int, options: dict, perturb: bool = False, rec
     """
     obs, info = env.reset(seed=seed, options=options)
     expert = ScriptedExpert(env, force_mode=force_mode)
+    first_plan = expert.plan
     noise_rng = np.random.default_rng([seed, 7])
     noise = np.zeros(R.NUM_ARM_JOINTS)
     steps, frames = [], []
@@ -67,6 +69,8 @@ def run_expert_episode(env, seed: int, options: dict, perturb: bool = False, rec
         obs, done = next_obs, terminated or truncated
     if video_every:
         frames.append(side_by_side(env.unwrapped.render_scene(), obs["rgb"]))
+    spec = env.unwrapped.target.spec
+    info["grasp_pose"] = grasp_pose_vector(first_plan, resting_extents(spec.geometry, spec.dims)[1])
     return info, steps, frames
 
 
@@ -90,5 +94,6 @@ def record_expert_episode(env, seed: int, object_name: str | int | None, split: 
               "n_items": n_items, "perturbed": perturb, "success": bool(info["success"]),
               "failure": info["failure"], "cycle_time_s": info["cycle_time_s"],
               "image_size": int(env.unwrapped.height), "category": spec.category,
-              "colour": spec.colour, "material": spec.material, "best_mode": spec.best_mode},
+              "colour": spec.colour, "material": spec.material, "best_mode": spec.best_mode,
+              "grasp_pose": info["grasp_pose"]},
     )
