@@ -107,7 +107,7 @@ def benchmark_inference(model: dict, device: torch.device,
         r, d = preprocess()
         o = encode(model, r, d, tokens, state)
         hh, zz, _ = rssm.observe_step(o, action, h, z)
-        return head.sample(condition(hh, zz, o), mcfg.flow_steps)
+        return model["action_scaler"].unnormalize(head.sample(condition(hh, zz, o), mcfg.flow_steps))
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

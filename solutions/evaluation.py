@@ -77,13 +77,12 @@ class VLAPolicy:
     @torch.no_grad()
     def predict_action_chunk(self, cond: torch.Tensor) -> np.ndarray:
         """A (16, 10) chunk for the current state (best of K imagined candidates if rehearsing)."""
-        head = self.model["flow_head"]
-        if self.rehearsal_k <= 1:
-            noise = torch.randn((1, head.action_chunk_size, head.action_dim), generator=self.generator)
-            return head.sample(cond, self.flow_steps, noise=noise.to(self.device))[0].cpu().numpy()
-        k = self.rehearsal_k
+        head, scaler = self.model["flow_head"], self.model["action_scaler"]
+        k = max(1, self.rehearsal_k)
         noise = torch.randn((k, head.action_chunk_size, head.action_dim), generator=self.generator)
-        chunks = head.sample(cond.expand(k, -1), self.flow_steps, noise=noise.to(self.device))
+        chunks = scaler.unnormalize(head.sample(cond.expand(k, -1), self.flow_steps, noise=noise.to(self.device)))
+        if k == 1:
+            return chunks[0].cpu().numpy()
         return chunks[int(self.rehearsal_scores(chunks).argmax())].cpu().numpy()
 
     @torch.no_grad()

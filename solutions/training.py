@@ -35,6 +35,32 @@ from solutions.rssm import RSSM, GraspSuccessHead, kl_balanced_loss
 PROPRIO_INPUT = 14 + 2  # normalised joint state + gripper state (suction pressure, aperture)
 
 
+class ActionScaler(nn.Module):
+    """Maps each action dimension's training range to [-1, 1] and back.
+
+    Why: the expert's joint velocities are small (std ~0.1 of the limit) while flow
+    matching starts from N(0, I) noise; rescaling makes every dimension use the full
+    range, so an imperfect velocity field does not leave noise-sized velocities behind.
+    The bounds are buffers: they travel with the checkpoint."""
+
+    def __init__(self, dim: int = 10):
+        super().__init__()
+        self.register_buffer("low", -torch.ones(dim))
+        self.register_buffer("high", torch.ones(dim))
+
+    def set_range(self, low, high) -> None:
+        low, high = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
+        span = (high - low).clamp(min=1e-3)
+        self.low.copy_((high + low) / 2 - span / 2)
+        self.high.copy_((high + low) / 2 + span / 2)
+
+    def normalize(self, actions: torch.Tensor) -> torch.Tensor:
+        return 2 * (actions - self.low) / (self.high - self.low) - 1
+
+    def unnormalize(self, scaled: torch.Tensor) -> torch.Tensor:
+        return (scaled + 1) / 2 * (self.high - self.low) + self.low
+
+
 def build_model(cfg: ModelConfig) -> dict[str, nn.Module]:
     """The model dict of the case study ('encoder', 'rssm', 'flow_head') plus the grasp
     head and a projection of the robot's own state (joint angles/velocities and the
@@ -46,6 +72,7 @@ def build_model(cfg: ModelConfig) -> dict[str, nn.Module]:
         "rssm": RSSM(cfg.obs_embed_dim, cfg.action_dim, cfg.det_dim, cfg.stoch_dim, cfg.stoch_classes),
         "flow_head": FlowMatchingActionHead(cfg.chunk_size, cfg.action_dim, cfg.cond_dim),
         "grasp_head": GraspSuccessHead(cfg.cond_dim, cfg.dropout),
+        "action_scaler": ActionScaler(cfg.action_dim),
     }
 
 
@@ -111,7 +138,8 @@ def compute_losses(model: dict, batch: dict, tcfg: TrainConfig) -> dict[str, tor
     latent = (F.softmax(prior[:, 1:], -1) - F.softmax(post[:, 1:], -1).detach()).pow(2).sum((-1, -2)).mean()
     reward = F.mse_loss(rssm.predict_reward(H, Z), batch["rewards"].float())
     cond = condition(H, Z, obs).flatten(0, 1)
-    flow = flow_matching_loss(model["flow_head"], actions.flatten(0, 1), cond, batch["pad_mask"].flatten(0, 1))
+    scaled = model["action_scaler"].normalize(actions.flatten(0, 1))
+    flow = flow_matching_loss(model["flow_head"], scaled, cond, batch["pad_mask"].flatten(0, 1))
     grasp = F.binary_cross_entropy_with_logits(model["grasp_head"](cond), batch["grasp_chunk"].flatten().float())
     wm = latent + tcfg.kl_beta * kl + reward
     total = flow + tcfg.lambda_wm * wm + tcfg.lambda_grasp * grasp
@@ -291,6 +319,8 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
                         batch_size=None, collate_fn=lambda b: b)
 
     model = {k: m.to(dev) for k, m in build_model(mcfg).items()}
+    if stats.action_min is not None:
+        model["action_scaler"].set_range(stats.action_min, stats.action_max)
     if world > 1:  # every rank starts from rank 0's weights
         for p in [p for m in model.values() for p in m.state_dict().values()]:
             torch.distributed.broadcast(p, src=0)

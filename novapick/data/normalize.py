@@ -21,6 +21,8 @@ class NormStats:
     action_mean: list[float]
     action_std: list[float]
     frames: int
+    action_min: list[float] | None = None   # per-dimension range: flow matching works on
+    action_max: list[float] | None = None   # actions rescaled to [-1, 1] (see ActionScaler)
 
     @classmethod
     def from_arrays(cls, proprio: np.ndarray, actions: np.ndarray) -> "NormStats":
@@ -29,7 +31,8 @@ class NormStats:
             raise ValueError("cannot compute normalisation statistics from zero frames")
         return cls(joint_min=proprio[:, :7].min(0).tolist(), joint_max=proprio[:, :7].max(0).tolist(),
                    velocity_scale=ARM_MAX_VELOCITY.tolist(), action_mean=actions.mean(0).tolist(),
-                   action_std=actions.std(0).tolist(), frames=int(len(proprio)))
+                   action_std=actions.std(0).tolist(), frames=int(len(proprio)),
+                   action_min=actions.min(0).tolist(), action_max=actions.max(0).tolist())
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
