@@ -11,18 +11,17 @@ from tqdm import tqdm
 
 from novapick.data.writer import GenerationConfig, shard_path, write_metadata, write_shard
 
-_ENV = None
-
-
 def _init_worker(image_size: int) -> None:
-    global _ENV
-    from novapick.sim import make_env
-    _ENV = make_env(image_size)
+    import novapick.sim  # noqa: F401 - import PyBullet once per worker process
 
 
 def _run(args: tuple) -> dict:
     cfg, out, shard = args
-    return write_shard(cfg, Path(out), shard, env=_ENV)
+    # A fresh simulator per shard: a shard's episodes then always run after the same
+    # history, whichever worker picks the shard up. (Reusing one simulator across shards
+    # made the content depend on the shard-to-worker assignment: removed and re-created
+    # bodies shift Bullet's internal ordering by float rounding.)
+    return write_shard(cfg, Path(out), shard, env=None)
 
 
 def generate(cfg: GenerationConfig, out: Path, workers: int = 1, progress: bool = True) -> dict:
