@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=None, help="resize on the fly (default: as stored)")
     ap.add_argument("--seq-len", type=int, default=None)
     ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--bar", type=float, default=2000.0, help="the issue's bar (samples/s) to report against")
     args = ap.parse_args()
     start = time.perf_counter()
     loader = make_dataloader(args.root, args.batch_size, seq_len=args.seq_len, image_size=args.image_size,
@@ -39,9 +40,12 @@ def main() -> None:
             n += batch["rgb"].shape[0] * (batch["rgb"].shape[1] if args.seq_len else 1)
         if p:  # the first pass warms up the worker
             rates.append(n / (time.perf_counter() - start))
+    median = statistics.median(rates)
     print("samples/s per pass:", ", ".join(f"{r:.0f}" for r in rates))
-    print(json.dumps({"samples_per_s_median": statistics.median(rates), "passes": rates, "samples": n,
-                      "batch_size": args.batch_size, "workers": args.workers, "load_s": round(load_s, 2)}))
+    print(f"median {median:.0f} samples/s: {'meets' if median >= args.bar else 'BELOW'} the {args.bar:.0f}/s bar")
+    print(json.dumps({"samples_per_s_median": round(median), "passes": [round(r) for r in rates], "samples": n,
+                      "batch_size": args.batch_size, "workers": args.workers, "image_size": args.image_size,
+                      "seq_len": args.seq_len, "load_s": round(load_s, 2)}))
 
 
 if __name__ == "__main__":

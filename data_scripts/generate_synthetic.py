@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from novapick.data.generate import generate  # noqa: E402
-from novapick.data.writer import GenerationConfig  # noqa: E402
+from novapick.data.writer import SHARD_EPISODES, GenerationConfig  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -28,10 +28,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--image-size", type=int, default=96)
     ap.add_argument("--items", type=int, default=5, help="bins of 1..K items")
+    ap.add_argument("--perturb-fraction", type=float, default=0.5, help="share of episodes executed with noise")
+    ap.add_argument("--shard-episodes", type=int, default=SHARD_EPISODES, help="episodes per shard (resume unit)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    cfg = GenerationConfig(episodes=args.episodes, split=args.split, seed=args.seed,
-                           image_size=args.image_size, max_items=args.items)
+    try:
+        cfg = GenerationConfig(episodes=args.episodes, split=args.split, seed=args.seed, image_size=args.image_size,
+                               max_items=args.items, perturb_fraction=args.perturb_fraction,
+                               shard_episodes=args.shard_episodes)
+    except ValueError as error:
+        ap.error(str(error))
     info = generate(cfg, args.out, args.workers)
     print(f"{info['episodes']} episodes, {info['frames']} frames, expert success "
           f"{info['expert_success_rate']:.1%}, {info['bytes_on_disk'] / 1e6:.1f} MB, "

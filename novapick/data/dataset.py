@@ -10,7 +10,9 @@ A frame sample (dict):
     pad_mask (16,) bool, True past the episode end (padded by repeating the last action)
     grasp_chunk () 1.0 if the target is held at some step of this chunk (grasp-head label)
     proprioception (14,) normalised · gripper_state (2,) · rewards () · grasp ()
-    episode_index, frame_index
+    depth_valid / proprio_valid / action_valid () bool: False where the source has no depth,
+    no joint angles or no joint-velocity actions (real data; see novapick.data.lerobot):
+    mask the corresponding loss terms · episode_index, frame_index
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from novapick.data.schema import (CHUNK_SIZE, DEPTH_MAX_M, DEPTH_SCALE_M, DataFo
 from novapick.data.writer import read_shard
 
 TUPLE_KEYS = ("rgb", "depth", "language", "actions", "proprioception", "rewards")
+VALID_FLAGS = ("depth_valid", "proprio_valid", "action_valid")  # per-frame masks for real data
 
 
 class EpisodeStore:
@@ -57,7 +60,7 @@ class EpisodeStore:
             raise DataFormatError(f"no shards under {root / 'data'}: generate the data first")
         cols: dict[str, list] = {k: [] for k in ("rgb", "depth", "proprio", "gripper_state", "action", "reward",
                                                  "grasp", "episode_index", "frame_index", "instruction", "success",
-                                                 "depth_valid", "grasp_pose")}
+                                                 "grasp_pose", *VALID_FLAGS)}
         for path in shards:
             table = read_shard(path)
             rgb, depth = decode_images(table, size, size)
@@ -68,9 +71,9 @@ class EpisodeStore:
             for key in ("reward", "grasp", "episode_index", "frame_index", "success"):
                 cols[key].append(table.column(key).to_numpy(zero_copy_only=False))
             cols["instruction"].append(np.array(table.column("instruction").to_pylist(), dtype=object))
-            valid = table.column("depth_valid").to_numpy(zero_copy_only=False) if "depth_valid" in table.column_names \
-                else np.ones(table.num_rows, bool)
-            cols["depth_valid"].append(valid)
+            for flag in VALID_FLAGS:  # synthetic data has everything: the flags are absent and True
+                cols[flag].append(table.column(flag).to_numpy(zero_copy_only=False).astype(bool)
+                                  if flag in table.column_names else np.ones(table.num_rows, bool))
             cols["grasp_pose"].append(vector_column(table, "grasp_pose", 7) if "grasp_pose" in table.column_names
                                       else np.zeros((table.num_rows, 7), np.float32))
         out = {k: np.concatenate(v) for k, v in cols.items()}
@@ -130,7 +133,7 @@ class NovaPickDataset(Dataset):
             "grasp": torch.from_numpy(s.grasp[rows].astype(np.float32)),
             # grasp outcome of this chunk: is the target held at some step of it?
             "grasp_chunk": torch.from_numpy(s.grasp[s.chunk_rows[rows]].max(1).astype(np.float32)),
-            "depth_valid": torch.from_numpy(s.depth_valid[rows]),
+            **{flag: torch.from_numpy(getattr(s, flag)[rows]) for flag in VALID_FLAGS},
             "episode_index": torch.from_numpy(s.episode_index[rows].astype(np.int64)),
             "frame_index": torch.from_numpy(s.frame_index[rows].astype(np.int64)),
         })

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from novapick.data.writer import GenerationConfig, shard_path, write_metadata, write_shard
+from novapick.data.writer import GenerationConfig, remove_stale_tmp, shard_path, write_metadata, write_shard
+
 
 def _init_worker(image_size: int) -> None:
     import novapick.sim  # noqa: F401 - import PyBullet once per worker process
@@ -25,6 +26,11 @@ def _run(args: tuple) -> dict:
 
 
 def generate(cfg: GenerationConfig, out: Path, workers: int = 1, progress: bool = True) -> dict:
+    """Generate (or finish) the dataset ``cfg`` describes in ``out`` with ``workers`` processes.
+
+    Shards already on disk are kept as they are (resume); a directory generated with other
+    settings is refused. Returns meta/info.json's content plus ``resumed_shards``.
+    """
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / "meta" / "generation.json"
     config_file.parent.mkdir(parents=True, exist_ok=True)
@@ -32,26 +38,31 @@ def generate(cfg: GenerationConfig, out: Path, workers: int = 1, progress: bool 
         raise SystemExit(f"{out} holds a dataset generated with different settings "
                          f"({config_file.read_text().strip()}); use another --out or delete it")
     config_file.write_text(json.dumps(vars(cfg)))
+    remove_stale_tmp(out)  # a shard is either complete (renamed into place) or regenerated
     todo = [s for s in range(cfg.num_shards) if not shard_path(out, s).exists()]
     done = cfg.num_shards - len(todo)
     start = time.perf_counter()
     summaries = []
     bar = tqdm(total=cfg.episodes, initial=sum(len(cfg.shard_range(s)) for s in range(cfg.num_shards)
                                                if s not in todo), desc="episodes", unit="ep", disable=not progress)
-    if todo:
-        if workers <= 1:
+    jobs = [(cfg, str(out), s) for s in todo]
+    pool = None
+    try:
+        if workers <= 1 or len(jobs) <= 1:
             _init_worker(cfg.image_size)
-            results = map(_run, [(cfg, str(out), s) for s in todo])
-        else:
-            pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(cfg.image_size,))
-            results = pool.imap_unordered(_run, [(cfg, str(out), s) for s in todo])
+            results = map(_run, jobs)
+        else:  # spawn, not fork: PyBullet and torch state must not be inherited
+            pool = mp.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_init_worker,
+                                                initargs=(cfg.image_size,))
+            results = pool.imap_unordered(_run, jobs)
         for summary in results:
             summaries.append(summary)
             bar.update(summary.get("episodes", 0))
-        if workers > 1:
-            pool.close()
+    finally:
+        if pool is not None:
+            pool.terminate()  # finished shards are on disk; an interrupted one is a .tmp file
             pool.join()
-    bar.close()
+        bar.close()
     info = write_metadata(cfg, out, summaries, time.perf_counter() - start)
     info["resumed_shards"] = done
     return info

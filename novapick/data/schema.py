@@ -43,6 +43,14 @@ FRAME_FIELDS: dict[str, tuple[pa.DataType, tuple, str]] = {
 }
 SCHEMA = pa.schema([(name, spec[0]) for name, spec in FRAME_FIELDS.items()])
 
+# Extra columns of imported real data (novapick.data.lerobot); absent = True / not applicable.
+REAL_DATA_FIELDS: dict[str, tuple[pa.DataType, str]] = {
+    "depth_valid": (pa.bool_(), "False: the source has no depth (depth is all 0): mask depth terms"),
+    "proprio_valid": (pa.bool_(), "False: the source has no joint angles (proprio is all 0)"),
+    "action_valid": (pa.bool_(), "False: no joint-velocity actions (the 7 velocities are 0): mask them"),
+    "action_raw": (pa.list_(pa.float32()), "the source's own action vector, verbatim (e.g. end-effector deltas)"),
+}
+
 
 class DataFormatError(ValueError):
     """A dataset that does not match the schema; the message names the episode and field."""

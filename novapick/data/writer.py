@@ -38,6 +38,10 @@ class GenerationConfig:
             raise ValueError(f"image_size must be in [16, 640], got {self.image_size}")
         if not 1 <= self.max_items <= 30:
             raise ValueError(f"max_items must be in [1, 30], got {self.max_items}")
+        if not 0.0 <= self.perturb_fraction <= 1.0:
+            raise ValueError(f"perturb_fraction must be in [0, 1], got {self.perturb_fraction}")
+        if self.shard_episodes < 1:
+            raise ValueError(f"shard_episodes must be >= 1, got {self.shard_episodes}")
 
     @property
     def num_shards(self) -> int:
@@ -61,6 +65,14 @@ def episode_plan(cfg: GenerationConfig, index: int) -> dict:
 
 def shard_path(out: Path, shard: int) -> Path:
     return out / "data" / f"shard-{shard:05d}.parquet"
+
+
+def remove_stale_tmp(out: Path) -> int:
+    """Delete half-written shards (``shard-XXXXX.tmp<pid>``) left by an interrupted run."""
+    stale = list((Path(out) / "data").glob("shard-*.tmp*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def write_shard(cfg: GenerationConfig, out: Path, shard: int, env=None) -> dict:
@@ -90,50 +102,104 @@ def write_shard(cfg: GenerationConfig, out: Path, shard: int, env=None) -> dict:
     return {"shard": shard, "skipped": False, "episodes": len(outcomes), "successes": sum(outcomes)}
 
 
+def expected_episodes(path: Path) -> str:
+    """'episodes a..b' that shard ``path`` holds according to meta/generation.json, or ''."""
+    config = Path(path).parent.parent / "meta" / "generation.json"
+    try:
+        cfg = GenerationConfig(**json.loads(config.read_text()))
+        shard = cfg.shard_range(int(Path(path).name.split("-")[1].split(".")[0]))
+        return f"episodes {shard.start}..{shard.stop - 1}" if len(shard) else ""
+    except (OSError, ValueError, TypeError, IndexError):  # no (readable) generation config: real data
+        return ""
+
+
 def read_shard(path: Path) -> pa.Table:
-    """Read one shard; a corrupt or foreign file raises DataFormatError naming it."""
+    """Read one shard and check its schema. A corrupt file, a missing field or a field of
+    the wrong type raises DataFormatError naming the shard, its episodes and the field."""
     try:
         table = pq.read_table(path)
     except Exception as error:  # noqa: BLE001 - any parquet failure means a corrupt shard
-        raise DataFormatError(f"shard {path.name} is unreadable ({type(error).__name__}: {error}); "
-                              "delete it and re-run the generator to regenerate it") from error
+        holds = expected_episodes(path)
+        raise DataFormatError(f"shard {path.name}{f' ({holds})' if holds else ''} is unreadable "
+                              f"({type(error).__name__}: {error}); delete it and re-run the command that wrote "
+                              "it (the generator regenerates exactly the missing shards)") from error
+    eps = (sorted(set(table.column("episode_index").to_pylist())) if "episode_index" in table.column_names
+           else expected_episodes(path) or "?")
     missing = [f for f in FRAME_FIELDS if f not in table.column_names]
     if missing:
-        eps = sorted(set(table.column("episode_index").to_pylist())) if "episode_index" in table.column_names else "?"
-        raise DataFormatError(f"shard {path.name} (episodes {eps}): missing field(s) {missing}")
+        raise DataFormatError(f"shard {path.name} (episodes {_span(eps)}): missing field(s) {missing}")
+    for name, (dtype, _, _) in FRAME_FIELDS.items():
+        got = table.schema.field(name).type
+        if not _same_type(got, dtype):
+            raise DataFormatError(f"shard {path.name} (episodes {_span(eps)}), field {name!r}: expected {dtype}, "
+                                  f"got {got}")
     return table
 
 
+def _same_type(got: pa.DataType, want: pa.DataType) -> bool:
+    """Type equality that ignores list-item names and nullability (writers differ there)."""
+    if pa.types.is_fixed_size_list(want):
+        return (pa.types.is_fixed_size_list(got) and got.list_size == want.list_size
+                and got.value_type == want.value_type)
+    return got == want
+
+
+def _span(eps) -> str:
+    return f"{eps[0]}..{eps[-1]}" if isinstance(eps, list) and eps else str(eps)
+
+
+def _canonical(column: pa.ChunkedArray):
+    """Byte strings that identify a column's values (not its buffers: validity bitmaps,
+    chunking, padding and compression differ between writers and readers)."""
+    arr = column.combine_chunks()
+    if arr.null_count:
+        raise DataFormatError("missing values")
+    if pa.types.is_binary(arr.type) or pa.types.is_string(arr.type):
+        offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset: arr.offset + len(arr) + 1]
+        yield np.diff(offsets).astype("<i8").tobytes()
+        if len(arr):
+            yield memoryview(arr.buffers()[2])[offsets[0]:offsets[-1]]
+    elif pa.types.is_fixed_size_list(arr.type):
+        yield np.ascontiguousarray(arr.flatten().to_numpy(zero_copy_only=False).astype("<f4")).tobytes()
+    else:
+        values = arr.to_numpy(zero_copy_only=False)
+        yield np.ascontiguousarray(values.astype(np.uint8) if values.dtype == bool else values).tobytes()
+
+
 def content_hash(out: Path) -> str:
-    """sha256 over every shard's content in episode order (independent of file metadata,
-    compression or which worker wrote which shard)."""
+    """sha256 over the values of every schema field, shard by shard in episode order:
+    independent of which worker wrote which shard, of parquet compression and metadata,
+    and of the pyarrow version."""
     digest = hashlib.sha256()
-    for path in sorted((out / "data").glob("shard-*.parquet")):
-        table = read_shard(path).select(list(FRAME_FIELDS))
-        for batch in table.to_batches():
-            for column in batch.columns:
-                for buf in column.buffers():
-                    if buf is not None:
-                        digest.update(memoryview(buf))
+    for path in sorted((Path(out) / "data").glob("shard-*.parquet")):
+        table = read_shard(path)
+        for name in FRAME_FIELDS:
+            digest.update(f"{path.name}/{name}/{table.num_rows}".encode())
+            try:
+                for chunk in _canonical(table.column(name)):
+                    digest.update(chunk)
+            except DataFormatError as error:
+                raise DataFormatError(f"shard {path.name}, field {name!r}: missing values") from error
     return digest.hexdigest()
 
 
 def write_metadata(cfg: GenerationConfig, out: Path, summaries: list[dict], wall_s: float) -> dict:
     """meta/info.json and the README.md dataset card, from the finished shards."""
-    episodes = frames = successes = 0
+    episodes = frames = successes = perturbed = 0
     failures: dict[str, int] = {}
     for path in sorted((out / "data").glob("shard-*.parquet")):
-        table = read_shard(path).select(["episode_index", "success", "failure", "done"])
+        table = read_shard(path).select(["episode_index", "success", "failure", "done", "perturbed"])
         last = table.filter(table.column("done"))
         episodes += last.num_rows
         frames += table.num_rows
         successes += sum(last.column("success").to_pylist())
+        perturbed += sum(last.column("perturbed").to_pylist())
         for f in last.column("failure").to_pylist():
             if f:
                 failures[f] = failures.get(f, 0) + 1
     info = {
         "generator_version": GENERATOR_VERSION, "config": asdict(cfg), "episodes": episodes, "frames": frames,
-        "expert_success_rate": successes / max(episodes, 1), "failures": failures,
+        "expert_success_rate": successes / max(episodes, 1), "failures": failures, "perturbed_episodes": perturbed,
         "features": {k: {"dtype": str(v[0]), "shape": [s if isinstance(s, int) else cfg.image_size for s in v[1]],
                          "description": v[2]} for k, v in FRAME_FIELDS.items()},
         "content_hash": content_hash(out), "generation_wall_s": round(wall_s, 1),
@@ -184,11 +250,20 @@ hybrid suction / parallel-jaw gripper, wrist RGB-D camera), generated by
 | bins | 1-{cfg['max_items']} items |
 | image size | {cfg['image_size']} x {cfg['image_size']} |
 | seed | {cfg['seed']} |
-| perturbed episodes | {cfg['perturb_fraction']:.0%} (noise on the executed actions, clean expert labels) |
-| expert success | {info['expert_success_rate']:.1%} |
+| perturbed episodes | {info['perturbed_episodes']} (each with probability {cfg['perturb_fraction']:.0%}: smooth noise on the executed approach, clean expert labels) |
+| expert success | {info['expert_success_rate']:.1%} (failures: {info['failures'] or 'none'}) |
+| size on disk | {info['bytes_on_disk'] / 1e6:.1f} MB ({info['config']['shard_episodes']} episodes per shard) |
 | content hash (sha256) | `{info['content_hash']}` |
 
-One row per 20 Hz control step. Observation *t* is the one before action *t*.
+Reproduce: `python data_scripts/generate_synthetic.py --episodes {cfg['episodes']} --split {cfg['split']}
+--seed {cfg['seed']} --image-size {cfg['image_size']} --items {cfg['max_items']}
+--perturb-fraction {cfg['perturb_fraction']} --shard-episodes {cfg['shard_episodes']} --out DIR`
+(any `--workers`): the same content hash.
+
+One row per 20 Hz control step. Observation *t* is the one before action *t*. RGB is
+raw uint8 (3, H, W) bytes; depth is uint16 millimetres (1, H, W) with 0 = invalid
+(transparent surfaces, too close); normalisation statistics of this split are in
+`meta/stats.json`.
 
 | field | type | shape | meaning |
 |---|---|---|---|
