@@ -27,6 +27,9 @@ class ModelConfig:
     chunk_size: int = 16            # 16 steps = 0.8 s at 20 Hz
     flow_steps: int = 10            # Euler steps at inference
     dropout: float = 0.1            # in MLPs (3.5)
+    context_steps: int = 8          # RSSM context: training windows and the policy's sliding window
+    token_dim: int = 384            # width of the visual tokens the language queries attend to (DINOv2: 384)
+    hidden_dim: int = 512           # hidden width of the RSSM's prior/posterior MLPs
 
     def __post_init__(self) -> None:
         if self.visual_backbone not in ("dinov2_vits14", "small_cnn"):
@@ -35,9 +38,12 @@ class ModelConfig:
             raise ValueError(f"text_encoder must be 'clip_vit_b32' or 'small_text', got {self.text_encoder!r}")
         if self.visual_backbone == "dinov2_vits14" and self.image_size % 14:
             raise ValueError(f"DINOv2 needs image_size divisible by 14 (patch size), got {self.image_size}")
-        if self.visual_backbone == "small_cnn" and self.image_size % 16:
-            raise ValueError(f"small_cnn needs image_size divisible by 16, got {self.image_size}")
-        if min(self.obs_embed_dim, self.det_dim, self.stoch_dim, self.stoch_classes, self.chunk_size) <= 0:
+        if self.visual_backbone == "small_cnn" and self.image_size % 8:
+            raise ValueError(f"small_cnn needs image_size divisible by 8 (three stride-2 convs), got {self.image_size}")
+        if self.visual_backbone == "dinov2_vits14" and self.token_dim != 384:
+            raise ValueError(f"DINOv2 ViT-S/14 tokens are 384 wide; got token_dim={self.token_dim}")
+        if min(self.obs_embed_dim, self.det_dim, self.stoch_dim, self.stoch_classes, self.chunk_size,
+               self.token_dim, self.hidden_dim, self.context_steps) <= 0:
             raise ValueError("all sizes must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
@@ -62,6 +68,9 @@ class TrainConfig:
     seq_len: int = 8               # RSSM training windows (steps)
     lambda_wm: float = 0.5         # L = flow + 0.5 wm + 0.1 grasp (Section 2)
     lambda_grasp: float = 0.1
+    flow_weighting: str = "x"      # "uniform" (the case study's loss as written) or "x" (see flow_matching_loss)
+    flow_samples: int = 1          # (noise, t) draws per frame in the flow loss: the head is cheap,
+                                   # the encoder is not, so extra draws cut gradient noise for little cost
     kl_beta: float = 1.0
     free_nats: float = 1.0         # DreamerV3: no KL penalty below 1 nat
     kl_balance: float = 0.8        # DreamerV3: 80 % of the KL gradient trains the prior
@@ -73,6 +82,10 @@ class TrainConfig:
             raise ValueError(f"need 0 < min_lr <= lr, got {self.min_lr}, {self.lr}")
         if not 0 <= self.warmup_steps < self.total_steps:
             raise ValueError(f"need 0 <= warmup_steps < total_steps, got {self.warmup_steps}, {self.total_steps}")
+        if self.flow_weighting not in ("uniform", "x"):
+            raise ValueError(f"flow_weighting must be 'uniform' or 'x', got {self.flow_weighting!r}")
+        if self.flow_samples < 1:
+            raise ValueError(f"flow_samples must be >= 1, got {self.flow_samples}")
         if not 0.0 <= self.kl_balance <= 1.0:
             raise ValueError(f"kl_balance must be in [0, 1], got {self.kl_balance}")
 
@@ -90,8 +103,9 @@ def get_profile(name: str) -> Profile:
         return Profile("full")
     if name == "quick":
         return Profile("quick",
-                       ModelConfig(image_size=96, visual_backbone="small_cnn", text_encoder="small_text",
-                                   pretrained=False),
-                       TrainConfig(warmup_steps=100, total_steps=1_500, batch_size=16, seq_len=8,
-                                   ema_decay=0.99))
+                       ModelConfig(image_size=64, visual_backbone="small_cnn", text_encoder="small_text",
+                                   pretrained=False, token_dim=128, obs_embed_dim=128, det_dim=128,
+                                   stoch_dim=16, stoch_classes=16, hidden_dim=128, context_steps=4),
+                       TrainConfig(lr=6e-4, warmup_steps=100, total_steps=3_000, batch_size=32, seq_len=4,
+                                   ema_decay=0.99, flow_samples=2))
     raise ValueError(f"profile must be 'quick' or 'full', got {name!r}")

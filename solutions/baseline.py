@@ -110,34 +110,45 @@ def train_baseline(data_dirs: list[str], steps: int = 600, batch_size: int = 32,
 
 
 @torch.no_grad()
-def evaluate_baseline(model: "GraspBaseline", env, object_names: list[str], episodes_per_object: int = 1,
-                      n_items: tuple[int, int] = (1, 5), seed: int = 0, progress: bool = True) -> dict:
-    """Predict one grasp pose from the first wrist image and execute it with the scripted
-    motion (approach, descend, grasp, lift): the baseline in the same cell and metrics."""
-    from tqdm import tqdm
-
+def run_baseline_episode(model: "GraspBaseline", env, plan: dict) -> dict:
+    """One planned episode (see ``solutions.evaluation.plan_episodes``): predict one grasp
+    pose from the first wrist image and execute it with the scripted motion (approach,
+    descend, grasp, lift). Returns the final info."""
     from novapick.data.schema import DEPTH_MAX_M
-    from novapick.metrics import summarize_episodes
     from novapick.sim.expert import PoseExpert
 
-    rng = np.random.default_rng(seed)
-    infos = []
-    for name in tqdm([n for n in object_names for _ in range(episodes_per_object)], desc="baseline eval",
-                     disable=not progress):
-        options = {"object": name, "split": env.catalog.get(name).split,
-                   "n_items": int(rng.integers(n_items[0], n_items[1] + 1))}
-        obs, info = env.reset(seed=int(rng.integers(1 << 31)), options=options)
-        rgb = torch.as_tensor(obs["rgb"])[None]
-        depth = (torch.as_tensor(obs["depth"])[None] / DEPTH_MAX_M).clamp(0, 1)
-        pose = model(rgb, depth)[0].numpy()
-        expert = PoseExpert(env, pose)
-        done = False
-        while not done:
-            obs, _, terminated, truncated, info = env.step(expert.act(obs))
-            done = terminated or truncated
-        info["object_name"] = name
-        infos.append(info)
+    options = {"object": plan["object"], "split": env.unwrapped.catalog.get(plan["object"]).split,
+               "n_items": plan["n_items"]}
+    obs, info = env.reset(seed=plan["seed"], options=options)
+    rgb = torch.as_tensor(obs["rgb"])[None]
+    depth = (torch.as_tensor(obs["depth"])[None] / DEPTH_MAX_M).clamp(0, 1)
+    expert = PoseExpert(env, model(rgb, depth)[0].numpy())
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(expert.act(obs))
+        done = terminated or truncated
+    return {**info, "object_name": plan["object"], "seed": plan["seed"], "options": options}
+
+
+def summarize_baseline(infos: list[dict]) -> dict:
+    from novapick.metrics import summarize_episodes
+
     summary = summarize_episodes(infos)
+    names = dict.fromkeys(i["object_name"] for i in infos)
     summary["per_object_success"] = {n: float(np.mean([i["success"] for i in infos if i["object_name"] == n]))
-                                     for n in object_names}
+                                     for n in names}
     return summary
+
+
+def evaluate_baseline(model: "GraspBaseline", env, object_names: list[str], episodes_per_object: int = 1,
+                      n_items: tuple[int, int] = (1, 5), seed: int = 0, progress: bool = True) -> dict:
+    """The baseline in the same cell, on the same planned episodes as the VLA's
+    evaluation (same seed -> same objects, bins and scenes), with the same metrics."""
+    from tqdm import tqdm
+
+    from solutions.evaluation import plan_episodes
+
+    plans = plan_episodes(object_names, episodes_per_object, n_items, seed)
+    model.eval()
+    return summarize_baseline([run_baseline_episode(model, env, plan)
+                               for plan in tqdm(plans, desc="baseline eval", disable=not progress)])

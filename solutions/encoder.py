@@ -1,6 +1,7 @@
 """Notebook 04a — the multimodal observation encoder (Section 3.4, component 1).
 
-Vision (RGB + depth) becomes a set of patch tokens (B, N, 384); the instruction becomes
+Vision (RGB + depth) becomes a set of patch tokens (B, N, D) (D = 384 with DINOv2, 128 in
+the quick profile's small CNN); the instruction becomes
 one 512-d embedding. Two cross-attention layers let the language side (a learnable [CLS]
 token plus the instruction token) query the patches, so the patches showing "the RED
 bottle" get the attention; the [CLS] output is the observation embedding (B, 256).
@@ -38,22 +39,25 @@ class DinoPatchEncoder(nn.Module):
 
 
 class SmallPatchEncoder(nn.Module):
-    """Quick-profile stand-in with the same output: a trainable CNN over RGB-D whose
-    (S/16 x S/16) feature map becomes N patch tokens of width 384 (+ learned positions)."""
+    """Quick-profile stand-in with the same kind of output: a trainable CNN over RGB-D
+    (three stride-2 convolutions and one at full stride) whose (S/8 x S/8) feature map
+    becomes N patch tokens of width ``width`` with learned positions. At 64 px: 8 x 8 =
+    64 tokens, ~7 M multiply-adds per frame: > 2,000 frames/s train on 2 CPU cores."""
 
-    def __init__(self, image_size: int = 96, width: int = DINOV2_DIM):
+    def __init__(self, image_size: int = 64, width: int = 128):
         super().__init__()
-        chans = [4, 16, 32, 64, width]  # ~12 M multiply-adds per 96 px frame
+        chans, strides = [4, 16, 32, 64, width], [2, 2, 2, 1]
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(chans[:-1], chans[1:]):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GroupNorm(min(8, c_out // 4), c_out), nn.SiLU()]
-        self.cnn = nn.Sequential(*layers)
-        self.pos = nn.Parameter(torch.zeros(1, (image_size // 16) ** 2, width))
+        for c_in, c_out, stride in zip(chans[:-1], chans[1:], strides):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.GroupNorm(8, c_out), nn.SiLU()]
+        self.cnn = nn.Sequential(*layers[:-2])  # tokens end linearly (no norm/activation)
+        self.pos = nn.Parameter(torch.randn(1, (image_size // 8) ** 2, width) * 0.02)
         self.pretrained = False
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        x = self.cnn(torch.cat([rgb * 2 - 1, depth * 2 - 1], dim=1))    # (B, 384, S/16, S/16)
-        return x.flatten(2).transpose(1, 2) + self.pos                    # (B, N, 384)
+        x = self.cnn(torch.cat([rgb * 2 - 1, depth * 2 - 1], dim=1))    # (B, width, S/8, S/8)
+        # the positions let the attention read out *where* the attended object is
+        return x.flatten(2).transpose(1, 2) + self.pos                    # (B, N, width)
 
 
 class ClipTextEncoder(nn.Module):
@@ -93,6 +97,8 @@ class SmallTextEncoder(nn.Module):
         self.pretrained = False
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        length = max(1, int((tokens != 0).sum(1).max()))
+        tokens = tokens[:, :length]  # drop the all-padding tail: same result, ~7x less work
         pad = tokens == 0                                                  # CLIP pads with 0
         ids = torch.where(pad, tokens, tokens % (self.buckets - 1) + 1)   # 0 stays padding
         x = self.layer(self.embed(ids) + self.pos[:, :tokens.shape[1]], src_key_padding_mask=pad)
@@ -131,12 +137,13 @@ class ObservationEncoder(nn.Module):
         if cfg.visual_backbone == "dinov2_vits14":
             self.visual = DinoPatchEncoder(cfg.image_size, cfg.pretrained)
         else:
-            self.visual = SmallPatchEncoder(cfg.image_size)
+            self.visual = SmallPatchEncoder(cfg.image_size, cfg.token_dim)
         self.text = ClipTextEncoder(cfg.pretrained) if cfg.text_encoder == "clip_vit_b32" else SmallTextEncoder()
-        self.lang_proj = nn.Linear(CLIP_TEXT_DIM, DINOV2_DIM)
-        self.cls = nn.Parameter(torch.randn(1, 1, DINOV2_DIM) * 0.02)   # learnable pooling token
-        self.blocks = nn.ModuleList(CrossAttentionBlock(DINOV2_DIM, 4, cfg.dropout) for _ in range(2))
-        self.fuse = nn.Sequential(nn.LayerNorm(DINOV2_DIM), nn.Linear(DINOV2_DIM, 256))
+        width = cfg.token_dim                                             # 384 with DINOv2
+        self.lang_proj = nn.Linear(CLIP_TEXT_DIM, width)
+        self.cls = nn.Parameter(torch.randn(1, 1, width) * 0.02)         # learnable pooling token
+        self.blocks = nn.ModuleList(CrossAttentionBlock(width, 4, cfg.dropout) for _ in range(2))
+        self.fuse = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 256))
         self.out = nn.Linear(256, obs_embed_dim)
         self.last_attention: torch.Tensor | None = None
 
@@ -152,9 +159,9 @@ class ObservationEncoder(nn.Module):
                              f"{tuple(rgb.shape)} and {tuple(depth.shape)}")
         if language_tokens.ndim != 2 or language_tokens.shape[0] != B:
             raise ValueError(f"expected language_tokens (B, 77) int token ids, got {tuple(language_tokens.shape)}")
-        visual = self.visual(rgb, depth)                                       # (B, N, 384)
-        lang = self.lang_proj(self.encode_language(language_tokens.long()))    # (B, 384)
-        queries = torch.cat([self.cls.expand(B, -1, -1), lang[:, None]], dim=1)  # (B, 2, 384)
+        visual = self.visual(rgb, depth)                                       # (B, N, D)
+        lang = self.lang_proj(self.encode_language(language_tokens.long()))    # (B, D)
+        queries = torch.cat([self.cls.expand(B, -1, -1), lang[:, None]], dim=1)  # (B, 2, D)
         for block in self.blocks:
             queries, weights = block(queries, visual)
         self.last_attention = weights[:, 0].detach()                           # (B, N)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import defaultdict
+import zlib
+from collections import defaultdict, deque
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ from novapick.backbones import tokenize
 from novapick.config import ModelConfig
 from novapick.data.normalize import NormStats
 from novapick.data.schema import DEPTH_MAX_M
-from novapick.metrics import summarize_episodes
+from novapick.metrics import success_interval, summarize_episodes
 from solutions.training import condition, encode
 
 EXECUTE_STEPS = 4        # execute 4 of every 16 predicted steps, then replan (3.6 hint)
@@ -32,7 +34,12 @@ REHEARSAL_HORIZON = 5    # Section 2: imagine 5 steps ahead
 
 
 class VLAPolicy:
-    """Closed-loop VLA: encoder -> RSSM (observe every step) -> flow head (every 4 steps).
+    """Closed-loop VLA: encoder (every step) -> RSSM -> flow head (every 4 steps).
+
+    The RSSM was trained on windows of ``mcfg.context_steps`` steps that start from its
+    initial state, so at a replan it runs over the same kind of window: the last
+    ``context_steps`` observations and the actions executed between them. A state carried
+    over a whole episode would drift outside anything seen in training.
 
     ``rehearsal_k`` > 1 turns on world-model rehearsal: sample K candidate chunks,
     imagine 5 steps of each with the RSSM prior, score them by predicted reward plus
@@ -53,12 +60,13 @@ class VLAPolicy:
             self.generator.manual_seed(seed)
         self.h, self.z = self.model["rssm"].initial_state(1, self.device)
         self.prev_action = torch.zeros(1, self.mcfg.action_dim, device=self.device)
+        self.history: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=self.mcfg.context_steps)
         self.queue: list[np.ndarray] = []
         self.latencies: list[float] = []
 
     @torch.no_grad()
-    def observe(self, obs: dict) -> torch.Tensor:
-        """Encode one observation and advance the RSSM posterior; returns the conditioning (1, 1792)."""
+    def encode_observation(self, obs: dict) -> torch.Tensor:
+        """One environment observation -> observation embedding (1, obs_embed_dim)."""
         S = self.mcfg.image_size
         rgb = torch.as_tensor(obs["rgb"], device=self.device)[None]
         depth = (torch.as_tensor(obs["depth"], device=self.device)[None] / DEPTH_MAX_M).clamp(0, 1)
@@ -70,9 +78,22 @@ class VLAPolicy:
             self._tokens[text] = tokenize(text).to(self.device)
         proprio = torch.as_tensor(self.stats.normalize_proprio(np.asarray(obs["proprio"])), device=self.device)
         state = torch.cat([proprio, torch.as_tensor(obs["gripper_state"], device=self.device)])[None]
-        obs_embed = encode(self.model, rgb, depth, self._tokens[text], state)
-        self.h, self.z, _ = self.model["rssm"].observe_step(obs_embed, self.prev_action, self.h, self.z)
-        return condition(self.h, self.z, obs_embed)
+        return encode(self.model, rgb, depth, self._tokens[text], state)
+
+    def observe(self, obs: dict) -> None:
+        """Remember this step's embedding and the action that led to it."""
+        self.history.append((self.encode_observation(obs), self.prev_action))
+
+    @torch.no_grad()
+    def current_condition(self) -> torch.Tensor:
+        """Run the RSSM posterior over the remembered window; the flow-head conditioning (1, cond_dim)."""
+        rssm = self.model["rssm"]
+        h, z = rssm.initial_state(1, self.device)
+        for i, (obs_embed, action) in enumerate(self.history):
+            # a training window's first step saw no previous action: same here
+            h, z, _ = rssm.observe_step(obs_embed, action if i else torch.zeros_like(action), h, z)
+        self.h, self.z = h, z
+        return condition(h, z, self.history[-1][0])
 
     @torch.no_grad()
     def predict_action_chunk(self, cond: torch.Tensor) -> np.ndarray:
@@ -92,16 +113,17 @@ class VLAPolicy:
         k = chunks.shape[0]
         dream = self.model["rssm"].imagine_trajectory(self.h.expand(k, -1), self.z.expand(k, -1, -1),
                                                       chunks[:, :REHEARSAL_HORIZON])
-        obs_embed = torch.zeros(k, self.mcfg.obs_embed_dim, device=chunks.device)  # not observed: imagined
-        end = condition(dream["h_states"][:, -1], dream["z_states"][:, -1], obs_embed)
+        h, z = dream["h_states"][:, -1], dream["z_states"][:, -1]
+        # not observed: the observation embedding the world model expects in that state
+        end = condition(h, z, self.model["rssm"].decode_observation(h, z))
         return dream["rewards"].sum(1) + torch.sigmoid(self.model["grasp_head"](end))
 
     def select_action(self, obs: dict) -> np.ndarray:
         """The next action (10,): replans every ``execute_steps`` steps."""
         start = time.perf_counter()
-        cond = self.observe(obs)
+        self.observe(obs)
         if not self.queue:
-            self.queue = list(self.predict_action_chunk(cond)[: self.execute_steps])
+            self.queue = list(self.predict_action_chunk(self.current_condition())[: self.execute_steps])
         action = self.queue.pop(0)
         self.prev_action = torch.as_tensor(action, device=self.device)[None].float()
         self.latencies.append(time.perf_counter() - start)
@@ -109,12 +131,18 @@ class VLAPolicy:
 
 
 def run_episode(policy: VLAPolicy, env, seed: int, options: dict, max_steps: int = MAX_STEPS,
-                frames: list | None = None) -> dict:
-    """One closed-loop episode; returns the final info plus the actions' smoothness."""
+                frames: list | None = None, video: list | None = None, video_every: int = 2) -> dict:
+    """One closed-loop episode; returns the final info plus the actions' smoothness.
+    ``frames`` collects the wrist images; ``video`` third-person | wrist frames every
+    ``video_every`` steps (for rollout videos)."""
+    from novapick.video import side_by_side
+
     obs, info = env.reset(seed=seed, options=options)
     policy.reset(seed)
     actions = []
-    for _ in range(max_steps):
+    for step in range(max_steps):
+        if video is not None and step % video_every == 0:
+            video.append(side_by_side(env.unwrapped.render_scene(), obs["rgb"]))
         action = policy.select_action(obs)
         actions.append(action)
         obs, _, terminated, truncated, info = env.step(action)
@@ -129,38 +157,45 @@ def run_episode(policy: VLAPolicy, env, seed: int, options: dict, max_steps: int
     return info
 
 
-def evaluate_model(model: dict, eval_env, object_set: list,
-                   num_episodes: int = 100, *, mcfg: ModelConfig | None = None,
-                   stats: NormStats | None = None, n_items: int | tuple[int, int] = (1, 5), seed: int = 0,
-                   rehearsal_k: int = 0, progress: bool = True) -> dict:
-    """Evaluate the model in the cell: ``num_episodes`` per object of ``object_set``.
+def plan_episodes(object_set: list, num_episodes: int, n_items: int | tuple[int, int] = (1, 5),
+                  seed: int = 0) -> list[dict]:
+    """The evaluation episodes: for each object, ``num_episodes`` (seed, bin size) pairs.
 
-    Returns pick_success_rate, mean_cycle_time, mean_smoothness (rad/s^3, the simulator's
-    joint jerk), collision_rate, per_object_success, plus damage rate, failure counts,
-    action jerk, latency and the per-episode infos (for error analysis).
-    """
-    if mcfg is None or stats is None:
-        raise ValueError("evaluate_model needs mcfg= (the ModelConfig) and stats= (NormStats of the training data)")
-    policy = VLAPolicy(model, mcfg, stats, rehearsal_k=rehearsal_k, seed=seed)
-    rng = np.random.default_rng(seed)
-    infos, per_object = [], defaultdict(list)
-    total = len(object_set) * num_episodes
-    bar = tqdm(total=total, desc="evaluate", disable=not progress)
-    for i, name in enumerate(object_set):
+    Each plan depends only on (seed, object name, repeat), so splitting the objects across
+    worker processes gives exactly the episodes a single process would run."""
+    plans = []
+    for name in object_set:
         for j in range(num_episodes):
+            rng = np.random.default_rng([seed, zlib.crc32(str(name).encode()), j])
             k = int(rng.integers(n_items[0], n_items[1] + 1)) if isinstance(n_items, tuple) else int(n_items)
-            ep_seed = int(rng.integers(1 << 31))
-            options = {"object": name, "split": eval_env.unwrapped.catalog.get(name).split, "n_items": k}
-            info = run_episode(policy, eval_env, ep_seed, options)
-            info.update(object_name=name, seed=ep_seed, options=options, rehearsal_k=rehearsal_k)
-            infos.append(info)
-            per_object[name].append(bool(info["success"]))
-            bar.update(1)
-    bar.close()
+            plans.append({"object": name, "n_items": k, "seed": int(rng.integers(1 << 31))})
+    return plans
+
+
+def run_planned_episodes(policy: VLAPolicy, env, plans: list[dict], progress: bool = True,
+                         max_steps: int = MAX_STEPS) -> list[dict]:
+    """Run the planned episodes with ``policy``; the final info of each, with its plan."""
+    catalog = env.unwrapped.catalog
+    infos = []
+    for plan in tqdm(plans, desc="evaluate", disable=not progress):
+        options = {"object": plan["object"], "split": catalog.get(plan["object"]).split, "n_items": plan["n_items"]}
+        info = run_episode(policy, env, plan["seed"], options, max_steps)
+        info.update(object_name=plan["object"], seed=plan["seed"], options=options, rehearsal_k=policy.rehearsal_k)
+        infos.append(info)
+    return infos
+
+
+def summarize_evaluation(infos: list[dict]) -> dict:
+    """The Section 2 metrics of a list of episode infos (see :func:`evaluate_model`)."""
     summary = summarize_episodes(infos)
     successes = [i for i in infos if i["success"]]
-    result = {
+    per_object: dict[str, list[bool]] = defaultdict(list)
+    for info in infos:
+        per_object[info["object_name"]].append(bool(info["success"]))
+    low, high = success_interval(len(successes), len(infos))
+    return {
         "pick_success_rate": summary["success_rate"],
+        "success_interval_95": [low, high],
         "mean_cycle_time": float(np.mean([i["cycle_time_s"] for i in successes])) if successes else None,
         "mean_smoothness": summary["mean_jerk"],
         "collision_rate": summary["collision_rate"],
@@ -171,37 +206,93 @@ def evaluate_model(model: dict, eval_env, object_set: list,
         "per_object_success": {k: float(np.mean(v)) for k, v in per_object.items()},
         "episodes": len(infos),
         "infos": infos,
-        "policy": policy,
     }
-    print(f"success {result['pick_success_rate']:.1%} over {len(infos)} episodes | cycle "
-          f"{result['mean_cycle_time'] or float('nan'):.2f} s | jerk {result['mean_smoothness']:.1f} rad/s^3 | "
-          f"collisions {result['collision_rate']:.1%} | failures {summary['failure_counts']}")
+
+
+def print_evaluation(result: dict) -> None:
+    low, high = result["success_interval_95"]
+    print(f"success {result['pick_success_rate']:.1%} (95% CI {low:.0%}-{high:.0%}) over {result['episodes']} "
+          f"episodes | cycle {result['mean_cycle_time'] or float('nan'):.2f} s | jerk "
+          f"{result['mean_smoothness']:.1f} rad/s^3 | collisions {result['collision_rate']:.1%} | "
+          f"failures {result['failure_counts']}")
+
+
+def evaluate_model(model: dict, eval_env, object_set: list,
+                   num_episodes: int = 100, *, mcfg: ModelConfig | None = None,
+                   stats: NormStats | None = None, n_items: int | tuple[int, int] = (1, 5), seed: int = 0,
+                   rehearsal_k: int = 0, progress: bool = True) -> dict:
+    """Evaluate the model in the cell: ``num_episodes`` per object of ``object_set``.
+
+    Returns pick_success_rate, mean_cycle_time, mean_smoothness (rad/s^3, the simulator's
+    joint jerk), collision_rate, per_object_success, plus damage rate, failure counts,
+    action jerk, latency, a 95 % interval and the per-episode infos (for error analysis).
+    """
+    if mcfg is None or stats is None:
+        raise ValueError("evaluate_model needs mcfg= (the ModelConfig) and stats= (NormStats of the training data)")
+    policy = VLAPolicy(model, mcfg, stats, rehearsal_k=rehearsal_k, seed=seed)
+    plans = plan_episodes(object_set, num_episodes, n_items, seed)
+    result = summarize_evaluation(run_planned_episodes(policy, eval_env, plans, progress))
+    result["policy"] = policy
+    print_evaluation(result)
+    return result
+
+
+def _evaluate_share(checkpoint: str, stats_path: str, plans: list[dict], rehearsal_k: int, seed: int,
+                    max_steps: int) -> list[dict]:
+    """Worker process: load the policy and its own simulator, run a share of the plans."""
+    from novapick.sim import make_env
+    from solutions.training import load_policy_model
+
+    torch.set_num_threads(1)  # one core per worker
+    model, mcfg = load_policy_model(checkpoint)
+    env = make_env(mcfg.image_size)
+    policy = VLAPolicy(model, mcfg, NormStats.load(stats_path), rehearsal_k=rehearsal_k, seed=seed)
+    try:
+        return run_planned_episodes(policy, env, plans, progress=False, max_steps=max_steps)
+    finally:
+        env.close()
+
+
+def evaluate_checkpoint(checkpoint: str | Path, object_set: list, num_episodes: int = 1, *,
+                        n_items: int | tuple[int, int] = (1, 5), seed: int = 0, rehearsal_k: int = 0,
+                        workers: int = 1, stats_path: str | Path | None = None, max_steps: int = MAX_STEPS) -> dict:
+    """:func:`evaluate_model` for a saved checkpoint, over ``workers`` processes (same
+    episodes and results for any number of workers)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    checkpoint = str(checkpoint)
+    stats_path = str(stats_path or Path(checkpoint).parent / "stats.json")
+    plans = plan_episodes(object_set, num_episodes, n_items, seed)
+    shares = [plans[i::workers] for i in range(workers)]
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_evaluate_share, checkpoint, stats_path, share, rehearsal_k, seed, max_steps)
+                   for share in shares if share]
+        done = [f.result() for f in tqdm(futures, desc=f"evaluate ({len(plans)} episodes, {workers} workers)")]
+    by_plan = {(i["object_name"], i["seed"]): i for share in done for i in share}
+    result = summarize_evaluation([by_plan[(p["object"], p["seed"])] for p in plans])
+    print_evaluation(result)
     return result
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from pathlib import Path
-
-    from novapick.sim import make_env
     from novapick.sim.catalog import load_catalog
-    from solutions.training import load_policy_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--stats", help="meta/stats.json of the training data (default: from the checkpoint's dir)")
     ap.add_argument("--split", choices=["known", "novel"], default="known")
     ap.add_argument("--episodes-per-object", type=int, default=2)
-    ap.add_argument("--items", type=int, default=5)
+    ap.add_argument("--items", type=int, default=5, help="bins of 1..ITEMS items")
     ap.add_argument("--rehearsal-k", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args(argv)
-    model, mcfg = load_policy_model(args.checkpoint)
-    stats = NormStats.load(args.stats or Path(args.checkpoint).parent / "stats.json")
-    env = make_env(mcfg.image_size)
     objects = [o.name for o in load_catalog().split(args.split)]
-    result = evaluate_model(model, env, objects, args.episodes_per_object, mcfg=mcfg, stats=stats,
-                            n_items=(1, args.items), seed=args.seed, rehearsal_k=args.rehearsal_k)
-    result.pop("infos"), result.pop("policy")
+    result = evaluate_checkpoint(args.checkpoint, objects, args.episodes_per_object, n_items=(1, args.items),
+                                 seed=args.seed, rehearsal_k=args.rehearsal_k, workers=args.workers,
+                                 stats_path=args.stats)
+    result.pop("infos")
     print(json.dumps(result))
     return result
 
@@ -214,13 +305,19 @@ if __name__ == "__main__":
 def world_model_cosine(model: dict, dataloader, horizon: int = REHEARSAL_HORIZON, max_batches: int = 20,
                        context: int = 2) -> dict:
     """World-model prediction accuracy (Section 2 metric): cosine similarity between the
-    imagined next latent (prior class probabilities after the real action) and the
-    encoded actual one (posterior probabilities), one step ahead and ``horizon`` steps
-    ahead in pure imagination. Windows must have >= context + horizon steps."""
+    predicted next latent (the prior's class probabilities after the real action) and the
+    encoded actual one (the posterior's probabilities), one step ahead and ``horizon``
+    steps ahead in pure imagination (windows need >= context + horizon steps).
+
+    Two reference points make the number interpretable: ``cosine_copy_previous`` (predict
+    that nothing changes: the posterior at t against t + 1) and ``cosine_random_pair``
+    (posteriors of unrelated frames). A collapsed model scores ~1.0 on all three, so the
+    metric means something only where it beats the references.
+    """
     from solutions.training import _unpack
 
     rssm = model["rssm"]
-    one, many = [], []
+    one, many, copy_prev, random_pair = [], [], [], []
     for b, batch in enumerate(dataloader):
         if b >= max_batches:
             break
@@ -242,6 +339,8 @@ def world_model_cosine(model: dict, dataloader, horizon: int = REHEARSAL_HORIZON
             prev = acts[:, t]
         for t in range(1, L):
             one.append(F.cosine_similarity(posts[t][3], posts[t][2], dim=-1))
+            copy_prev.append(F.cosine_similarity(posts[t - 1][2], posts[t][2], dim=-1))
+            random_pair.append(F.cosine_similarity(posts[t][2].roll(1, 0), posts[t][2], dim=-1))
         h, z = posts[context - 1][0], posts[context - 1][1]
         for k in range(horizon):  # imagine with the real actions, never observing
             t = context + k
@@ -250,4 +349,6 @@ def world_model_cosine(model: dict, dataloader, horizon: int = REHEARSAL_HORIZON
             z = F.one_hot(probs.argmax(-1), rssm.stoch_classes).float()
             if k == horizon - 1:
                 many.append(F.cosine_similarity(probs.flatten(1), posts[t][2], dim=-1))
-    return {"cosine_1_step": float(torch.cat(one).mean()), f"cosine_{horizon}_step": float(torch.cat(many).mean())}
+    mean = lambda xs: float(torch.cat(xs).mean())  # noqa: E731
+    return {"cosine_1_step": mean(one), f"cosine_{horizon}_step": mean(many),
+            "cosine_copy_previous": mean(copy_prev), "cosine_random_pair": mean(random_pair)}

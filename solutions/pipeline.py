@@ -22,7 +22,7 @@ import argparse
 import json
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,24 +30,26 @@ import numpy as np
 from novapick.sim import make_env
 from novapick.sim.expert_eval import episode_options, evaluate_expert
 from novapick.sim.rollout import run_expert_episode
+from novapick.metrics import summarize_episodes
 from novapick.video import caption, save_video
 
 
 @dataclass
 class PipelineConfig:
     profile: str = "quick"
-    episodes: int = 50          # per split
+    episodes: int = 100         # per split (2 per object)
     items: int = 5              # bins of 1..items items
-    image_size: int = 96        # wrist camera resolution
+    image_size: int = 64        # wrist camera resolution
     workers: int = 2
     seed: int = 0
     video_episodes: int = 3
     out: str = "artifacts"
-    data_episodes: int = 300    # synthetic demonstrations (known split)
+    data_episodes: int = 600    # synthetic demonstrations (known split)
     data_root: str = "data"
-    train_steps: int = 1300     # VLA gradient steps (quick: ~15 min on 2 CPU cores)
+    train_steps: int = 3000     # VLA gradient steps (quick: ~11 min on 2 CPU cores)
     baseline_steps: int = 600
     rehearsal_k: int = 4        # candidate chunks imagined per replan in the rehearsal run
+    clutter_episodes: int = 50  # per split, in bins of 1..30 items
     benchmark_runs: int = 30
 
     def __post_init__(self) -> None:
@@ -57,7 +59,7 @@ class PipelineConfig:
             raise ValueError(f"need episodes >= 1 and 1 <= items <= 30, got {self.episodes}, {self.items}")
 
 
-PROFILES = {"quick": dict(episodes=50, items=5, image_size=96, data_episodes=300, train_steps=1300),
+PROFILES = {"quick": dict(episodes=100, items=5, image_size=64, data_episodes=600, train_steps=3000),
             "full": dict(episodes=200, items=10, image_size=224, data_episodes=20_000, train_steps=200_000)}
 
 
@@ -97,6 +99,24 @@ def record_video(cfg: PipelineConfig, out: Path) -> Path:
     return save_video(frames, out / "expert_rollouts.gif", fps=10)
 
 
+def record_vla_video(cfg: PipelineConfig, policy, out: Path) -> Path:
+    """The trained VLA on a few evaluation-style episodes (known and novel objects), third
+    person | wrist view, green border = success."""
+    from solutions.evaluation import run_episode
+
+    env = make_env(policy.mcfg.image_size)
+    frames: list[np.ndarray] = []
+    for i in range(cfg.video_episodes):
+        split = "known" if i % 2 == 0 else "novel"
+        seed, options = episode_options(split, i, cfg.seed + 2000, cfg.items, fixed_items=False)
+        video: list[np.ndarray] = []
+        info = run_episode(policy, env, seed, options, video=video)
+        border = (40, 200, 60) if info["success"] else (220, 40, 40)
+        frames += [caption(f, border) for f in video] + [caption(video[-1], border)] * 5
+    env.close()
+    return save_video(frames, out / "vla_rollouts.gif", fps=10)
+
+
 def make_data(cfg: PipelineConfig) -> dict:
     """Stage 1: the synthetic training demonstrations (resumes if already there), validated."""
     from novapick.data.check import check_dataset
@@ -121,35 +141,71 @@ def _row(summary: dict) -> dict:
     return {k: summary[k] for k in keys}
 
 
-def evaluate_vla(cfg: PipelineConfig, ckpt: Path, rehearsal_k: int = 0, splits=("known", "novel")) -> dict:
-    from novapick.data.normalize import NormStats
-    from novapick.metrics import summarize_episodes
+def evaluate_vla(cfg: PipelineConfig, ckpt: Path, rehearsal_k: int = 0, splits=("known", "novel"),
+                 items: int | None = None) -> dict:
+    """The VLA on each split, ``cfg.episodes`` episodes per split spread over its 50
+    objects, in bins of 1..items items, over ``cfg.workers`` processes."""
     from novapick.sim.catalog import load_catalog
-    from solutions.evaluation import evaluate_model
-    from solutions.training import load_policy_model
+    from solutions.evaluation import evaluate_checkpoint
 
-    model, mcfg = load_policy_model(ckpt)
-    stats = NormStats.load(ckpt.parent / "stats.json")
-    env = make_env(mcfg.image_size)
     per_object = max(1, cfg.episodes // 50)
     out = {}
     for split in splits:
         names = [o.name for o in load_catalog().split(split)][: cfg.episodes]
-        res = evaluate_model(model, env, names, per_object, mcfg=mcfg, stats=stats, n_items=(1, cfg.items),
-                             seed=cfg.seed + 7, rehearsal_k=rehearsal_k)
+        res = evaluate_checkpoint(ckpt, names, per_object, n_items=(1, items or cfg.items), seed=cfg.seed + 7,
+                                  rehearsal_k=rehearsal_k, workers=cfg.workers)
         out[split] = {**_row(summarize_episodes(res["infos"])), "latency_ms_p50": res["latency_ms_p50"],
+                      "success_interval_95": res["success_interval_95"],
                       "per_object_success": res["per_object_success"], "episodes": res["episodes"],
                       "_results": res}
-    out["_model"], out["_env"] = model, env
     return out
 
 
+def _baseline_share(state: dict, plans: list[dict], image_size: int) -> list[dict]:
+    """Worker process: the baseline (weights from ``state``) on a share of the plans."""
+    import torch
+
+    from solutions.baseline import GraspBaseline, run_baseline_episode
+
+    torch.set_num_threads(1)
+    model = GraspBaseline(pretrained=False)
+    model.load_state_dict(state)
+    model.eval()
+    env = make_env(image_size)
+    try:
+        return [run_baseline_episode(model, env, plan) for plan in plans]
+    finally:
+        env.close()
+
+
+def evaluate_baseline_parallel(cfg: PipelineConfig, model, split: str) -> dict:
+    """The grasp baseline on the same planned episodes as the VLA, over cfg.workers processes."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from novapick.sim.catalog import load_catalog
+    from solutions.baseline import summarize_baseline
+    from solutions.evaluation import plan_episodes
+
+    names = [o.name for o in load_catalog().split(split)][: cfg.episodes]
+    plans = plan_episodes(names, max(1, cfg.episodes // 50), (1, cfg.items), cfg.seed + 7)
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
+        shares = [pool.submit(_baseline_share, state, plans[i::cfg.workers], cfg.image_size)
+                  for i in range(cfg.workers)]
+        infos = {(i["object_name"], i["seed"]): i for f in shares for i in f.result()}
+    return summarize_baseline([infos[(p["object"], p["seed"])] for p in plans])
+
+
 def run(cfg: PipelineConfig) -> dict:
-    from solutions.baseline import evaluate_baseline, train_baseline
+    from solutions.baseline import train_baseline
     from solutions.benchmark import benchmark_inference
     from solutions.error_analysis import analyze_failures
     from solutions.evaluation import world_model_cosine
-    from solutions.training import build_model, train
+    from solutions.evaluation import VLAPolicy
+    from solutions.training import build_model, load_policy_model, train
+
+    from novapick.data.normalize import NormStats
 
     import torch
 
@@ -192,12 +248,14 @@ def run(cfg: PipelineConfig) -> dict:
     lap("rehearsal_eval_s", t0)
 
     t0 = time.perf_counter()
-    env = make_env(cfg.image_size)
+    clutter = evaluate_vla(replace(cfg, episodes=cfg.clutter_episodes), ckpt, items=30)
     for split in ("known", "novel"):
-        names = [o.name for o in load_catalog().split(split)][: cfg.episodes]
-        rows[f"baseline/{split}"] = {**evaluate_baseline(baseline, env, names, max(1, cfg.episodes // 50),
-                                                         (1, cfg.items), cfg.seed + 7)}
-    env.close()
+        rows[f"vla-clutter-1-30/{split}"] = clutter[split]
+    lap("clutter_eval_s", t0)
+
+    t0 = time.perf_counter()
+    for split in ("known", "novel"):
+        rows[f"baseline/{split}"] = evaluate_baseline_parallel(cfg, baseline, split)
     lap("baseline_eval_s", t0)
 
     t0 = time.perf_counter()
@@ -208,21 +266,28 @@ def run(cfg: PipelineConfig) -> dict:
     lap("expert_eval_s", t0)
 
     t0 = time.perf_counter()
-    windows = make_dataloader(data["dir"], batch_size=16, seq_len=8, shuffle=True, seed=cfg.seed + 1)
-    wm = world_model_cosine(vla["_model"], windows, horizon=5, max_batches=10)
-    failures = analyze_failures(vla["novel"]["_results"], vla["_model"], vla["_env"], out_dir=out / "failures")
+    model, mcfg = load_policy_model(ckpt)
+    # context steps observed, then 5 imagined (the rehearsal horizon)
+    context = min(3, mcfg.context_steps)
+    windows = make_dataloader(data["dir"], batch_size=16, seq_len=context + 5, image_size=mcfg.image_size,
+                              shuffle=True, seed=cfg.seed + 1)
+    wm = world_model_cosine(model, windows, horizon=5, max_batches=10, context=context)
+    # failures are replayed in this process (same episode seeds) to save example frames
+    policy = VLAPolicy(model, mcfg, NormStats.load(ckpt.parent / "stats.json"), seed=cfg.seed + 7)
+    env = make_env(mcfg.image_size)
+    failures = analyze_failures({**vla["novel"]["_results"], "policy": policy}, model, env, out_dir=out / "failures")
+    env.close()
     lap("analysis_s", t0)
 
     t0 = time.perf_counter()
-    quick_prof = get_profile("quick").model
-    bench_quick = benchmark_inference(vla["_model"], torch.device("cpu"), 5, cfg.benchmark_runs, mcfg=quick_prof)
-    from dataclasses import replace
+    bench_quick = benchmark_inference(model, torch.device("cpu"), 5, cfg.benchmark_runs, mcfg=mcfg)
     full_prof = replace(get_profile("full").model, pretrained=False)  # latency does not depend on the weights
     bench_full = benchmark_inference(build_model(full_prof), torch.device("cpu"), 2, max(5, cfg.benchmark_runs // 3),
                                      mcfg=full_prof, flow_steps_curve=(1, 5, 10))
     lap("benchmark_s", t0)
 
     video = record_video(cfg, out)
+    vla_video = record_vla_video(cfg, policy, out)
     timings["total_s"] = time.perf_counter() - start
     clean = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
     results = {
@@ -230,7 +295,11 @@ def run(cfg: PipelineConfig) -> dict:
         "seeds": {"pipeline": cfg.seed, "data": cfg.seed, "training": cfg.seed, "evaluation": cfg.seed + 7},
         "data": data,
         "vla": {"success_known": rows["vla/known"]["success_rate"], "success_novel": rows["vla/novel"]["success_rate"],
-                "known": clean(rows["vla/known"]), "novel": clean(rows["vla/novel"]), "training": train_summary},
+                "known": clean(rows["vla/known"]), "novel": clean(rows["vla/novel"]), "training": train_summary,
+                "clutter_1_30": {"success_known": rows["vla-clutter-1-30/known"]["success_rate"],
+                                 "success_novel": rows["vla-clutter-1-30/novel"]["success_rate"],
+                                 "known": clean(rows["vla-clutter-1-30/known"]),
+                                 "novel": clean(rows["vla-clutter-1-30/novel"])}},
         "rehearsal": {"success_novel": rows["vla+rehearsal/novel"]["success_rate"], "k": cfg.rehearsal_k,
                       "novel": clean(rows["vla+rehearsal/novel"])},
         "baseline": {"success_known": rows["baseline/known"]["success_rate"],
@@ -245,7 +314,7 @@ def run(cfg: PipelineConfig) -> dict:
                     "quick": {k: v for k, v in bench_quick.items()}, "full": {k: v for k, v in bench_full.items()}},
         "failures_novel": failures,
         "timings": timings,
-        "artifacts": {"video": str(video), "loss_curves": str(out / "vla_quick" / "loss_curves.png"),
+        "artifacts": {"video": str(video), "vla_video": str(vla_video), "loss_curves": str(out / "vla_quick" / "loss_curves.png"),
                       "checkpoint": str(ckpt), "failure_frames": str(out / "failures")},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))

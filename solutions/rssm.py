@@ -34,7 +34,7 @@ class RSSM(nn.Module):
 
     def __init__(self, obs_embed_dim: int = 256, action_dim: int = 10,
                  det_dim: int = 512, stoch_dim: int = 32,
-                 stoch_classes: int = 32):
+                 stoch_classes: int = 32, hidden_dim: int = 512):
         super().__init__()
         self.det_dim = det_dim
         self.stoch_dim = stoch_dim
@@ -42,9 +42,13 @@ class RSSM(nn.Module):
         self.action_dim = action_dim
         stoch_flat = stoch_dim * stoch_classes
         self.gru = nn.GRUCell(stoch_flat + action_dim, det_dim)             # [z_{t-1}, a_{t-1}] -> h_t
-        self.prior = mlp([det_dim, 512, stoch_flat])                        # h_t -> logits
-        self.posterior = mlp([det_dim + obs_embed_dim, 512, stoch_flat])    # [h_t, o_t] -> logits
-        self.reward_head = mlp([det_dim + stoch_flat, 256, 1])              # [h_t, z_t] -> r_t
+        self.prior = mlp([det_dim, hidden_dim, stoch_flat])                        # h_t -> logits
+        self.posterior = mlp([det_dim + obs_embed_dim, hidden_dim, stoch_flat])    # [h_t, o_t] -> logits
+        self.reward_head = mlp([det_dim + stoch_flat, hidden_dim // 2, 1])              # [h_t, z_t] -> r_t
+        # [h_t, z_t] -> o_t: the reconstruction term of the world-model loss. Without it
+        # nothing asks z to carry information about the observation, and prior and
+        # posterior agree trivially on a constant z (a collapsed, useless world model).
+        self.obs_decoder = mlp([det_dim + stoch_flat, hidden_dim, obs_embed_dim])
         self.temperature = 1.0
 
     def initial_state(self, batch_size: int, device: torch.device) -> tuple:
@@ -90,6 +94,10 @@ class RSSM(nn.Module):
     def predict_reward(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """[h (..., 512), z (..., 32, 32)] -> reward (...)."""
         return self.reward_head(torch.cat([h, z.flatten(-2)], dim=-1)).squeeze(-1)
+
+    def decode_observation(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """[h (..., 512), z (..., 32, 32)] -> reconstructed observation embedding (..., 256)."""
+        return self.obs_decoder(torch.cat([h, z.flatten(-2)], dim=-1))
 
     def imagine_trajectory(self, initial_h: torch.Tensor,
                            initial_z: torch.Tensor,

@@ -1,7 +1,7 @@
 """Notebook 05 — joint training of encoder, RSSM, flow head and grasp head (Section 3.5).
 
     L = L_flow + 0.5 L_wm + 0.1 L_grasp          (Section 2)
-    L_wm = next-latent MSE + beta * KL(balanced, free nats) + reward MSE
+    L_wm = next-latent MSE + beta * KL(balanced, free nats) + reward MSE + reconstruction MSE
 
     python -m solutions.training --profile quick --data data/synthetic_known_96px_s0 --steps 1500
     torchrun --nproc_per_node 2 -m solutions.training --profile quick --data ... --steps 20   # data parallel
@@ -36,29 +36,31 @@ PROPRIO_INPUT = 14 + 2  # normalised joint state + gripper state (suction pressu
 
 
 class ActionScaler(nn.Module):
-    """Maps each action dimension's training range to [-1, 1] and back.
+    """Standardises each action dimension with the training split's mean and std, and back.
 
-    Why: the expert's joint velocities are small (std ~0.1 of the limit) while flow
-    matching starts from N(0, I) noise; rescaling makes every dimension use the full
-    range, so an imperfect velocity field does not leave noise-sized velocities behind.
-    The bounds are buffers: they travel with the checkpoint."""
+    Why: flow matching starts from N(0, I) noise. The expert's joint velocities have a
+    std of only ~0.05-0.25 of the limit, so in raw units (or min-max scaled, where rare
+    fast moves set the range) an imperfect velocity field leaves noise-sized errors that
+    are larger than the signal. Standardised, every dimension has unit spread and the
+    same field error becomes a small error in joint space. The statistics are buffers:
+    they travel with the checkpoint."""
+
+    MIN_STD = 1e-2  # a dimension that (almost) never varies must not blow up
 
     def __init__(self, dim: int = 10):
         super().__init__()
-        self.register_buffer("low", -torch.ones(dim))
-        self.register_buffer("high", torch.ones(dim))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
 
-    def set_range(self, low, high) -> None:
-        low, high = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
-        span = (high - low).clamp(min=1e-3)
-        self.low.copy_((high + low) / 2 - span / 2)
-        self.high.copy_((high + low) / 2 + span / 2)
+    def set_stats(self, mean, std) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp(min=self.MIN_STD))
 
     def normalize(self, actions: torch.Tensor) -> torch.Tensor:
-        return 2 * (actions - self.low) / (self.high - self.low) - 1
+        return (actions - self.mean) / self.std
 
     def unnormalize(self, scaled: torch.Tensor) -> torch.Tensor:
-        return (scaled + 1) / 2 * (self.high - self.low) + self.low
+        return scaled * self.std + self.mean
 
 
 def build_model(cfg: ModelConfig) -> dict[str, nn.Module]:
@@ -69,7 +71,8 @@ def build_model(cfg: ModelConfig) -> dict[str, nn.Module]:
     return {
         "encoder": ObservationEncoder(cfg.obs_embed_dim, config=cfg),
         "proprio": nn.Sequential(nn.Linear(PROPRIO_INPUT, 128), nn.SiLU(), nn.Linear(128, cfg.obs_embed_dim)),
-        "rssm": RSSM(cfg.obs_embed_dim, cfg.action_dim, cfg.det_dim, cfg.stoch_dim, cfg.stoch_classes),
+        "rssm": RSSM(cfg.obs_embed_dim, cfg.action_dim, cfg.det_dim, cfg.stoch_dim, cfg.stoch_classes,
+                     cfg.hidden_dim),
         "flow_head": FlowMatchingActionHead(cfg.chunk_size, cfg.action_dim, cfg.cond_dim),
         "grasp_head": GraspSuccessHead(cfg.cond_dim, cfg.dropout),
         "action_scaler": ActionScaler(cfg.action_dim),
@@ -137,14 +140,19 @@ def compute_losses(model: dict, batch: dict, tcfg: TrainConfig) -> dict[str, tor
     # t+1 (having seen o_{t+1}), as class probabilities; the target is not pushed.
     latent = (F.softmax(prior[:, 1:], -1) - F.softmax(post[:, 1:], -1).detach()).pow(2).sum((-1, -2)).mean()
     reward = F.mse_loss(rssm.predict_reward(H, Z), batch["rewards"].float())
+    # reconstruction of the observation embedding from the latent state; the target is
+    # stopped so that the world model cannot make its own task easier by moving it
+    recon = F.mse_loss(rssm.decode_observation(H, Z), obs.detach())
     cond = condition(H, Z, obs).flatten(0, 1)
     scaled = model["action_scaler"].normalize(actions.flatten(0, 1))
-    flow = flow_matching_loss(model["flow_head"], scaled, cond, batch["pad_mask"].flatten(0, 1))
+    k = tcfg.flow_samples
+    flow = flow_matching_loss(model["flow_head"], scaled.repeat(k, 1, 1), cond.repeat(k, 1),
+                              batch["pad_mask"].flatten(0, 1).repeat(k, 1), weighting=tcfg.flow_weighting)
     grasp = F.binary_cross_entropy_with_logits(model["grasp_head"](cond), batch["grasp_chunk"].flatten().float())
-    wm = latent + tcfg.kl_beta * kl + reward
+    wm = latent + tcfg.kl_beta * kl + reward + recon
     total = flow + tcfg.lambda_wm * wm + tcfg.lambda_grasp * grasp
     return {"total_loss": total, "flow_loss": flow, "wm_loss": wm, "kl_loss": kl, "latent_loss": latent,
-            "reward_loss": reward, "grasp_loss": grasp}
+            "reward_loss": reward, "recon_loss": recon, "grasp_loss": grasp}
 
 
 def train_one_epoch(model: dict, dataloader: DataLoader,
@@ -293,7 +301,7 @@ def _distributed() -> tuple[int, int]:
 
 def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: int | None = None,
           batch_size: int | None = None, seq_len: int | None = None, seed: int = 0,
-          device: str | None = None, resume: bool = True, log_every: int = 10) -> dict:
+          device: str | None = None, resume: bool = True, log_every: int = 10, lr: float | None = None) -> dict:
     """Train the VLA from scratch or resume from ``out``/last.pt; returns a summary."""
     from novapick.data.dataset import EpisodeWindows, EpisodeStore, _Batched, load_stats
 
@@ -301,8 +309,10 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
     prof = get_profile(profile)
     mcfg, tcfg = prof.model, prof.train
     tcfg.total_steps = steps or tcfg.total_steps
+    tcfg.lr = lr or tcfg.lr
     tcfg.warmup_steps = min(tcfg.warmup_steps, tcfg.total_steps // 10)
     tcfg.batch_size, tcfg.seq_len, tcfg.seed = batch_size or tcfg.batch_size, seq_len or tcfg.seq_len, seed
+    mcfg.context_steps = tcfg.seq_len  # the policy replays windows of the length it was trained on
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(seed)  # same initial weights everywhere (rank 0's are broadcast too)
     out = Path(out)
@@ -319,8 +329,7 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
                         batch_size=None, collate_fn=lambda b: b)
 
     model = {k: m.to(dev) for k, m in build_model(mcfg).items()}
-    if stats.action_min is not None:
-        model["action_scaler"].set_range(stats.action_min, stats.action_max)
+    model["action_scaler"].set_stats(stats.action_mean, stats.action_std)
     if world > 1:  # every rank starts from rank 0's weights
         for p in [p for m in model.values() for p in m.state_dict().values()]:
             torch.distributed.broadcast(p, src=0)
@@ -385,11 +394,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--seq-len", type=int)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, help="peak learning rate (default: the profile's)")
     ap.add_argument("--device")
     ap.add_argument("--no-resume", action="store_true")
     args = ap.parse_args(argv)
     summary = train(args.data, args.out, args.profile, args.steps, args.batch_size, args.seq_len, args.seed,
-                    args.device, resume=not args.no_resume)
+                    args.device, resume=not args.no_resume, lr=args.lr)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary))
     return summary

@@ -96,12 +96,12 @@ def test_quick_observation_encoder_shapes_and_attention():
     cfg = get_profile("quick").model
     enc = ObservationEncoder(256, config=cfg).eval()  # no attention dropout
     tokens = tokenize(["pick up the red bottle", "grab the small blue box on the left"])
-    out = enc(torch.rand(2, 3, 96, 96), torch.rand(2, 1, 96, 96), tokens)
+    out = enc(torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64), tokens)
     assert out.shape == (2, 256) and torch.isfinite(out).all()
-    assert enc.last_attention.shape == (2, 36)
+    assert enc.last_attention.shape == (2, 64)                            # 8 x 8 patches at 64 px
     torch.testing.assert_close(enc.last_attention.sum(-1), torch.ones(2))
-    with pytest.raises(ValueError, match=r"expected rgb \(B, 3, 96, 96\)"):
-        enc(torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64), tokens)
+    with pytest.raises(ValueError, match=r"expected rgb \(B, 3, 64, 64\)"):
+        enc(torch.rand(2, 3, 96, 96), torch.rand(2, 1, 96, 96), tokens)
 
 
 @pytest.mark.slow
@@ -188,6 +188,36 @@ def test_euler_sampling_with_a_perfect_velocity_field_recovers_the_target():
 
     actions = Perfect().sample(torch.zeros(3, 1792), num_steps=10, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(actions, target, atol=1e-5, rtol=0)
+
+
+def test_x_prediction_velocity_is_consistent_and_a_perfect_denoiser_samples_the_target():
+    target = torch.rand(3, 16, 10) * 4 - 2      # standardised actions are not bounded by 1
+
+    class PerfectDenoiser(FlowMatchingActionHead):
+        def predict_clean(self, noisy_actions, timestep, condition):
+            return target
+
+    head = PerfectDenoiser()
+    a_t, t = torch.randn(3, 16, 10), torch.tensor([0.0, 0.5, 0.9])
+    # the derived velocity points from a_t to the predicted chunk in the remaining time
+    torch.testing.assert_close(head(a_t, t, torch.zeros(3, 1792)), (target - a_t) / (1 - t)[:, None, None])
+    actions = head.sample(torch.zeros(3, 1792), num_steps=10, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(actions, target, atol=1e-5, rtol=0)
+
+
+def test_x_weighting_turns_the_velocity_loss_into_the_clean_chunk_error():
+    head = FlowMatchingActionHead(cond_dim=8).eval()   # no dropout: both passes see the same network
+    actions, cond = torch.randn(5, 16, 10), torch.randn(5, 8)
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731  same noise and t in both computations
+    loss = flow_matching_loss(head, actions, cond, generator=gen(), weighting="x")
+    g = gen()
+    noise, t = torch.randn(actions.shape, generator=g), torch.rand(5, generator=g)
+    a_t = (1 - t[:, None, None]) * noise + t[:, None, None] * actions
+    clean_error = (head.predict_clean(a_t, t, cond) - actions).pow(2).mean()
+    torch.testing.assert_close(loss, clean_error, rtol=1e-5, atol=1e-6)      # all t < 0.95 here
+    assert t.max() < 0.95
+    with pytest.raises(ValueError, match="weighting"):
+        flow_matching_loss(head, actions, cond, weighting="snr")
 
 
 def test_flow_loss_decreases_on_a_fixed_batch():

@@ -21,7 +21,7 @@ def data_dir(tmp_path_factory):
     from novapick.data.generate import generate
     from novapick.data.writer import GenerationConfig
     out = tmp_path_factory.mktemp("train_data")
-    generate(GenerationConfig(episodes=4, image_size=96, max_items=2), out, workers=1, progress=False)
+    generate(GenerationConfig(episodes=4, image_size=64, max_items=2), out, workers=1, progress=False)
     return out
 
 
@@ -65,7 +65,7 @@ def test_train_checkpoints_resumes_and_plots(data_dir, tmp_path):
     ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
     assert ckpt["step"] == 6 and [h["step"] for h in ckpt["history"]][-1] == 6
     model, mcfg = load_policy_model(tmp_path / "last.pt")
-    assert set(model) >= {"encoder", "rssm", "flow_head"} and mcfg.image_size == 96
+    assert set(model) >= {"encoder", "rssm", "flow_head"} and mcfg.image_size == 64
 
 
 @pytest.mark.slow
@@ -87,7 +87,7 @@ def test_closed_loop_evaluation_runs_and_reports_metrics(data_dir, tmp_path):
 
     train([str(data_dir)], tmp_path, "quick", steps=2, batch_size=2, seq_len=4)
     model, mcfg = load_policy_model(tmp_path / "last.pt")
-    env = make_env(96, max_steps=12)
+    env = make_env(64, max_steps=12)
     names = [o.name for o in env.catalog.split("novel")[:2]]
     result = evaluate_model(model, env, names, num_episodes=1, mcfg=mcfg,
                             stats=NormStats.load(tmp_path / "stats.json"), progress=False, rehearsal_k=3)
@@ -96,6 +96,21 @@ def test_closed_loop_evaluation_runs_and_reports_metrics(data_dir, tmp_path):
     assert set(result["per_object_success"]) == set(names) and result["episodes"] == 2
     assert result["latency_ms_p50"] > 0
     env.close()
+
+
+def test_parallel_evaluation_gives_the_same_episodes_as_one_process(data_dir, tmp_path):
+    from solutions.evaluation import evaluate_checkpoint, plan_episodes
+
+    train([str(data_dir)], tmp_path, "quick", steps=2, batch_size=2, seq_len=4)
+    from novapick.sim.catalog import load_catalog
+    names = [o.name for o in load_catalog().split("known")[:3]]
+    plans = plan_episodes(names, 2, (1, 3), seed=5)
+    assert plans == plan_episodes(names, 2, (1, 3), seed=5) and plans[:2] == plan_episodes(names[:1], 2, (1, 3), 5)
+    one = evaluate_checkpoint(tmp_path / "last.pt", names, 2, n_items=(1, 3), seed=5, workers=1, max_steps=10)
+    two = evaluate_checkpoint(tmp_path / "last.pt", names, 2, n_items=(1, 3), seed=5, workers=2, max_steps=10)
+    assert one["episodes"] == two["episodes"] == 6
+    key = lambda r: [(i["object_name"], i["seed"], i["success"], i["failure"], i["steps"]) for i in r["infos"]]  # noqa: E731
+    assert key(one) == key(two)
 
 
 def test_benchmark_reports_every_stage_and_the_flow_steps_curve():
@@ -107,7 +122,7 @@ def test_benchmark_reports_every_stage_and_the_flow_steps_curve():
         assert result[key] > 0
     assert isinstance(result["meets_latency_target"], bool)
     assert set(result["latency"]["total"]) == {"mean", "std", "p50", "p95", "p99"}
-    assert result["params"]["rssm"] > 1e6 and result["gflops_per_chunk"] > 0
+    assert result["params"]["rssm"] > 1e5 and result["gflops_per_chunk"] > 0
     assert [c["flow_steps"] for c in result["flow_steps_curve"]] == [1, 10]
     assert set(result["gpu_estimates_ms"]) == {"T4 (Colab)", "L4", "A100"}
 
@@ -120,7 +135,7 @@ def test_failure_analysis_counts_correlates_and_saves_frames(data_dir, tmp_path)
 
     train([str(data_dir)], tmp_path / "ckpt", "quick", steps=2, batch_size=2, seq_len=4)
     model, mcfg = load_policy_model(tmp_path / "ckpt" / "last.pt")
-    env = make_env(96, max_steps=8)
+    env = make_env(64, max_steps=8)
     names = [o.name for o in env.catalog.split("known")[:3]]
     results = evaluate_model(model, env, names, 1, mcfg=mcfg, stats=NormStats.load(tmp_path / "ckpt" / "stats.json"),
                              progress=False)
@@ -145,7 +160,7 @@ def test_grasp_baseline_trains_on_expert_poses_and_runs_in_the_cell(data_dir):
 
     model, info = train_baseline([str(data_dir)], steps=40, batch_size=8, pretrained=False, progress=False)
     assert info["samples"] >= 3 and info["final_mse"] < info["first_mse"]
-    env = make_env(96, max_steps=60)
+    env = make_env(64, max_steps=60)
     names = [o.name for o in env.catalog.split("novel")[:2]]
     summary = evaluate_baseline(model, env, names, progress=False)
     assert summary["episodes"] == 2 and set(summary["per_object_success"]) == set(names)
