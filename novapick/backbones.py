@@ -58,17 +58,24 @@ def load_dinov2_vits14(pretrained: bool = True, img_size: int = 224) -> tuple[nn
 
 
 def load_clip_text(pretrained: bool = True) -> tuple[nn.Module, bool]:
-    """CLIP ViT-B/32 returning (model, is_pretrained); use ``model.encode_text(tokens)``."""
+    """CLIP ViT-B/32 text tower returning (model, is_pretrained); use ``model.encode_text(tokens)``.
+
+    open_clip builds the whole CLIP model; only the text side is kept (the image tower,
+    ~88 M parameters, would be dead weight in memory and in the parameter counts)."""
     import open_clip
 
+    model, ok = None, False
     if pretrained:
         try:
-            return open_clip.create_model("ViT-B-32", pretrained="openai"), True
+            model, ok = open_clip.create_model("ViT-B-32", pretrained="openai"), True
         except Exception as error:  # noqa: BLE001
             _warn_random("CLIP ViT-B/32", error)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # open_clip's own "initialized randomly" log line
-        return open_clip.create_model("ViT-B-32", pretrained=None), False
+    if model is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # open_clip's own "initialized randomly" log line
+            model = open_clip.create_model("ViT-B-32", pretrained=None)
+    model.visual = nn.Identity()  # encode_text never touches it
+    return model, ok
 
 
 def load_resnet18(pretrained: bool = True) -> tuple[nn.Module, bool]:

@@ -109,6 +109,8 @@ def test_full_spec_encoder_uses_dinov2_and_clip_architectures():
     with pytest.warns(PretrainedUnavailable):
         enc = ObservationEncoder(256, config=ModelConfig(image_size=224, pretrained=True)).eval()
     assert sum(p.numel() for p in enc.visual.vit.parameters()) == pytest.approx(21.7e6, rel=0.02)
+    # only CLIP's text tower is kept (the image tower would add ~88 M unused parameters)
+    assert sum(p.numel() for p in enc.text.clip.parameters()) == pytest.approx(63.4e6, rel=0.02)
     tokens = tokenize(["pick up the red bottle"] * 2)
     with torch.no_grad():
         out = enc(torch.rand(2, 3, 224, 224), torch.rand(2, 1, 224, 224), tokens)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from novapick.data.schema import ACTION_DIM, PROPRIO_DIM, DataFormatError, decode_images, vector_column
-from novapick.data.writer import GenerationConfig, content_hash, read_shard, shard_path
+from novapick.data.writer import content_hash, load_generation_config, read_shard, shard_path
 from novapick.sim.robot import ARM_JOINT_LOWER, ARM_JOINT_UPPER, MAX_FINGER_OPENING
 
 ANGLE_TOLERANCE = 0.05          # rad beyond a joint limit before it is a problem
@@ -108,7 +108,7 @@ def _missing_shards(root: Path) -> list[str]:
     config = root / "meta" / "generation.json"
     if not config.exists():
         return []
-    cfg = GenerationConfig(**json.loads(config.read_text()))
+    cfg = load_generation_config(config)
     missing = []
     for shard in range(cfg.num_shards):
         if not shard_path(root, shard).exists():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from novapick.data.schema import GENERATOR_VERSION
 from novapick.data.writer import GenerationConfig, remove_stale_tmp, shard_path, write_metadata, write_shard
 
 
@@ -34,10 +35,13 @@ def generate(cfg: GenerationConfig, out: Path, workers: int = 1, progress: bool 
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / "meta" / "generation.json"
     config_file.parent.mkdir(parents=True, exist_ok=True)
-    if config_file.exists() and json.loads(config_file.read_text()) != vars(cfg):
-        raise SystemExit(f"{out} holds a dataset generated with different settings "
+    # the simulator/expert version is part of the settings: shards of an older generator
+    # must not be mixed with new ones on resume
+    settings = {**vars(cfg), "generator_version": GENERATOR_VERSION}
+    if config_file.exists() and json.loads(config_file.read_text()) != settings:
+        raise SystemExit(f"{out} holds a dataset generated with different settings or generator version "
                          f"({config_file.read_text().strip()}); use another --out or delete it")
-    config_file.write_text(json.dumps(vars(cfg)))
+    config_file.write_text(json.dumps(settings))
     remove_stale_tmp(out)  # a shard is either complete (renamed into place) or regenerated
     todo = [s for s in range(cfg.num_shards) if not shard_path(out, s).exists()]
     done = cfg.num_shards - len(todo)

@@ -102,11 +102,18 @@ def write_shard(cfg: GenerationConfig, out: Path, shard: int, env=None) -> dict:
     return {"shard": shard, "skipped": False, "episodes": len(outcomes), "successes": sum(outcomes)}
 
 
+def load_generation_config(path: Path) -> GenerationConfig:
+    """The GenerationConfig stored in meta/generation.json (its generator version aside)."""
+    settings = json.loads(Path(path).read_text())
+    settings.pop("generator_version", None)
+    return GenerationConfig(**settings)
+
+
 def expected_episodes(path: Path) -> str:
     """'episodes a..b' that shard ``path`` holds according to meta/generation.json, or ''."""
     config = Path(path).parent.parent / "meta" / "generation.json"
     try:
-        cfg = GenerationConfig(**json.loads(config.read_text()))
+        cfg = load_generation_config(config)
         shard = cfg.shard_range(int(Path(path).name.split("-")[1].split(".")[0]))
         return f"episodes {shard.start}..{shard.stop - 1}" if len(shard) else ""
     except (OSError, ValueError, TypeError, IndexError):  # no (readable) generation config: real data

@@ -44,6 +44,8 @@ COLLISION_FORCE_N = 1.0      # contact above this force counts as an (unplanned)
 SAFETY_FORCE_N = 80.0        # contact above this force triggers a safety stop
 JOINT_LIMIT_MARGIN = 0.005   # rad: closer than this to a limit, moving outwards -> stop
 HALT_SPEED = 0.05            # rad/s: the arm counts as halted below this joint speed
+BRAKE_TORQUE_SCALE = 1.0     # a safety stop brakes with the motors' own torque limit
+MAX_HALT_SUBSTEPS = 120      # 0.5 s of physics: a halt that takes longer is reported as 0.5 s
 REWARD_HOLDING = 0.05        # per step while the target is held (dense signal for the WM)
 REWARD_SUCCESS = 1.0
 FAILURES = ("grasp_slip", "miss", "wrong_object", "collision", "timeout")
@@ -275,8 +277,8 @@ class NovaPickEnv(gym.Env):
 
     def _halt(self) -> None:
         """Safety stop: brake every joint at full torque and time how long it takes."""
-        R.command_arm_velocity(self.client, self.robot, np.zeros(R.NUM_ARM_JOINTS))
-        for k in range(1, R.SUBSTEPS + 1):  # at most 50 ms of sim time
+        R.command_arm_velocity(self.client, self.robot, np.zeros(R.NUM_ARM_JOINTS), BRAKE_TORQUE_SCALE)
+        for k in range(1, MAX_HALT_SUBSTEPS + 1):  # the time it really takes (the bar is 50 ms)
             p.stepSimulation(physicsClientId=self.client)
             _, dq = R.arm_state(self.client, self.robot)
             if np.abs(dq).max() < HALT_SPEED:

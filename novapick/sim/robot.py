@@ -27,8 +27,12 @@ ARM_JOINT_UPPER = np.array([2.9671, 1.8326, 2.9671, 0.0, 2.9671, 3.8223, 2.9671]
 ARM_MAX_VELOCITY = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61])  # rad/s
 ARM_MAX_TORQUE = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])        # N m
 
-# A "ready" pose: tool pointing straight down, grasp point at (0.50, 0, 0.30) above the bin.
+# The home ("ready") pose: tool pointing straight down, grasp point at (0.50, 0, 0.30); the wrist camera ~0.3 m above the bin floor sees about a quarter of the
+# bin (a higher "look" pose that sees all of it was tried: see the README).
 HOME_JOINTS = np.array([0.0, -0.113, 0.0, -2.271, 0.0, 2.159, np.pi / 4])
+# Null-space rest posture for IK (kept separate so that the home pose can change
+# without changing the expert's arm configurations near the bin).
+IK_REST_JOINTS = np.array([0.0, -0.113, 0.0, -2.271, 0.0, 2.159, np.pi / 4])
 
 ARM_JOINTS = list(range(NUM_ARM_JOINTS))
 HAND_LINK = 8            # panda_hand
@@ -99,11 +103,12 @@ def finger_aperture(client: int, robot: int) -> float:
     return float(states[0][0] + states[1][0])
 
 
-def command_arm_velocity(client: int, robot: int, velocity: np.ndarray) -> None:
-    """Send joint-velocity targets (rad/s) to the 7 arm motors."""
+def command_arm_velocity(client: int, robot: int, velocity: np.ndarray, torque_scale: float = 1.0) -> None:
+    """Send joint-velocity targets (rad/s) to the 7 arm motors (torque-limited;
+    ``torque_scale`` > 1 models the joint brakes of a safety stop)."""
     p.setJointMotorControlArray(robot, ARM_JOINTS, p.VELOCITY_CONTROL,
                                 targetVelocities=velocity.tolist(),
-                                forces=ARM_MAX_TORQUE.tolist(), physicsClientId=client)
+                                forces=(ARM_MAX_TORQUE * torque_scale).tolist(), physicsClientId=client)
 
 
 def command_fingers(client: int, robot: int, close: bool) -> None:
@@ -160,7 +165,7 @@ def _euler_from_matrix(m: np.ndarray) -> list[float]:
 
 
 def solve_ik(client: int, robot: int, tcp_position: np.ndarray, orientation,
-             rest: np.ndarray = HOME_JOINTS) -> np.ndarray:
+             rest: np.ndarray = IK_REST_JOINTS) -> np.ndarray:
     """Joint angles (7,) that put the grasp point at ``tcp_position`` with the tool at
     ``orientation``: a quaternion (4,), or a yaw (float) with the tool pointing down.
 
