@@ -237,8 +237,8 @@ def evaluate_model(model: dict, eval_env, object_set: list,
     return result
 
 
-def _evaluate_share(checkpoint: str, stats_path: str, plans: list[dict], rehearsal_k: int, seed: int,
-                    max_steps: int) -> list[dict]:
+def _evaluate_share(checkpoint: str, stats_path: str, rehearsal_k: int, seed: int, max_steps: int,
+                    plans: list[dict]) -> list[dict]:
     """Worker process: load the policy and its own simulator, run a share of the plans."""
     from novapick.sim import make_env
     from solutions.training import load_policy_model
@@ -253,24 +253,32 @@ def _evaluate_share(checkpoint: str, stats_path: str, plans: list[dict], rehears
         env.close()
 
 
+def run_plans_in_workers(run_share, plans: list[dict], workers: int, *args) -> list[dict]:
+    """Run ``run_share(*args, share)`` on ``workers`` spawned processes, each getting every
+    ``workers``-th plan, and return the infos in plan order (so the result does not
+    depend on the number of workers). Infos must carry 'object_name' and 'seed'."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    shares = [share for share in (plans[i::workers] for i in range(workers)) if share]
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_share, *args, share) for share in shares]
+        done = [f.result() for f in tqdm(futures, desc=f"{len(plans)} episodes on {workers} workers")]
+    by_plan = {(i["object_name"], i["seed"]): i for share in done for i in share}
+    return [by_plan[(p["object"], p["seed"])] for p in plans]
+
+
 def evaluate_checkpoint(checkpoint: str | Path, object_set: list, num_episodes: int = 1, *,
                         n_items: int | tuple[int, int] = (1, 5), seed: int = 0, rehearsal_k: int = 0,
                         workers: int = 1, stats_path: str | Path | None = None, max_steps: int = MAX_STEPS) -> dict:
     """:func:`evaluate_model` for a saved checkpoint, over ``workers`` processes (same
     episodes and results for any number of workers)."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
     checkpoint = str(checkpoint)
     stats_path = str(stats_path or Path(checkpoint).parent / "stats.json")
     plans = plan_episodes(object_set, num_episodes, n_items, seed)
-    shares = [plans[i::workers] for i in range(workers)]
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_evaluate_share, checkpoint, stats_path, share, rehearsal_k, seed, max_steps)
-                   for share in shares if share]
-        done = [f.result() for f in tqdm(futures, desc=f"evaluate ({len(plans)} episodes, {workers} workers)")]
-    by_plan = {(i["object_name"], i["seed"]): i for share in done for i in share}
-    result = summarize_evaluation([by_plan[(p["object"], p["seed"])] for p in plans])
+    infos = run_plans_in_workers(_evaluate_share, plans, workers, checkpoint, stats_path, rehearsal_k, seed,
+                                 max_steps)
+    result = summarize_evaluation(infos)
     print_evaluation(result)
     return result
 

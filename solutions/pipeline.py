@@ -85,6 +85,12 @@ def format_table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def bordered(frames: list[np.ndarray], success: bool, hold: int = 5) -> list[np.ndarray]:
+    """An episode's frames with a green (success) or red border; the last one held ``hold`` frames."""
+    border = (40, 200, 60) if success else (220, 40, 40)
+    return [caption(f, border) for f in frames + [frames[-1]] * hold]
+
+
 def record_video(cfg: PipelineConfig, out: Path) -> Path:
     """A few expert episodes from the third-person camera, green border = success."""
     env = make_env(cfg.image_size)
@@ -93,8 +99,7 @@ def record_video(cfg: PipelineConfig, out: Path) -> Path:
         split = "known" if i % 2 == 0 else "novel"
         seed, options = episode_options(split, i, cfg.seed + 1000, cfg.items, fixed_items=False)
         info, _, ep_frames = run_expert_episode(env, seed, options, record=False, video_every=2)
-        border = (40, 200, 60) if info["success"] else (220, 40, 40)
-        frames += [caption(f, border) for f in ep_frames] + [caption(ep_frames[-1], border)] * 5
+        frames += bordered(ep_frames, info["success"])
     env.close()
     return save_video(frames, out / "expert_rollouts.gif", fps=10)
 
@@ -111,8 +116,7 @@ def record_vla_video(cfg: PipelineConfig, policy, out: Path) -> Path:
         seed, options = episode_options(split, i, cfg.seed + 2000, cfg.items, fixed_items=False)
         video: list[np.ndarray] = []
         info = run_episode(policy, env, seed, options, video=video)
-        border = (40, 200, 60) if info["success"] else (220, 40, 40)
-        frames += [caption(f, border) for f in video] + [caption(video[-1], border)] * 5
+        frames += bordered(video, info["success"])
     env.close()
     return save_video(frames, out / "vla_rollouts.gif", fps=10)
 
@@ -161,7 +165,7 @@ def evaluate_vla(cfg: PipelineConfig, ckpt: Path, rehearsal_k: int = 0, splits=(
     return out
 
 
-def _baseline_share(state: dict, plans: list[dict], image_size: int) -> list[dict]:
+def _baseline_share(state: dict, image_size: int, plans: list[dict]) -> list[dict]:
     """Worker process: the baseline (weights from ``state``) on a share of the plans."""
     import torch
 
@@ -180,21 +184,14 @@ def _baseline_share(state: dict, plans: list[dict], image_size: int) -> list[dic
 
 def evaluate_baseline_parallel(cfg: PipelineConfig, model, split: str) -> dict:
     """The grasp baseline on the same planned episodes as the VLA, over cfg.workers processes."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
     from novapick.sim.catalog import load_catalog
     from solutions.baseline import summarize_baseline
-    from solutions.evaluation import plan_episodes
+    from solutions.evaluation import plan_episodes, run_plans_in_workers
 
     names = [o.name for o in load_catalog().split(split)][: cfg.episodes]
     plans = plan_episodes(names, max(1, cfg.episodes // 50), (1, cfg.items), cfg.seed + 7)
     state = {k: v.cpu() for k, v in model.state_dict().items()}
-    with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
-        shares = [pool.submit(_baseline_share, state, plans[i::cfg.workers], cfg.image_size)
-                  for i in range(cfg.workers)]
-        infos = {(i["object_name"], i["seed"]): i for f in shares for i in f.result()}
-    return summarize_baseline([infos[(p["object"], p["seed"])] for p in plans])
+    return summarize_baseline(run_plans_in_workers(_baseline_share, plans, cfg.workers, state, cfg.image_size))
 
 
 def run(cfg: PipelineConfig) -> dict:
@@ -211,7 +208,6 @@ def run(cfg: PipelineConfig) -> dict:
 
     from novapick.config import get_profile
     from novapick.data.dataset import make_dataloader
-    from novapick.sim.catalog import load_catalog
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
