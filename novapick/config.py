@@ -68,6 +68,9 @@ class TrainConfig:
     seq_len: int = 8               # RSSM training windows (steps)
     lambda_wm: float = 0.5         # L = flow + 0.5 wm + 0.1 grasp (Section 2)
     lambda_grasp: float = 0.1
+    lambda_pose: float = 1.0       # auxiliary grasp-pose loss (beyond the case study; 0 = its loss exactly)
+    lambda_ground: float = 0.5     # auxiliary grounding loss on the language query's attention (ditto)
+    word_dropout: float = 0.0      # instruction words replaced by random ones (quick: unseen nouns)
     flow_weighting: str = "x"      # "uniform" (the case study's loss as written) or "x" (see flow_matching_loss)
     flow_samples: int = 1          # (noise, t) draws per frame in the flow loss: the head is cheap,
                                    # the encoder is not, so extra draws cut gradient noise for little cost
@@ -86,6 +89,11 @@ class TrainConfig:
             raise ValueError(f"flow_weighting must be 'uniform' or 'x', got {self.flow_weighting!r}")
         if self.flow_samples < 1:
             raise ValueError(f"flow_samples must be >= 1, got {self.flow_samples}")
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
+        if min(self.lambda_pose, self.lambda_ground) < 0:
+            raise ValueError(f"loss weights must be >= 0, got lambda_pose={self.lambda_pose}, "
+                             f"lambda_ground={self.lambda_ground}")
         if not 0.0 <= self.kl_balance <= 1.0:
             raise ValueError(f"kl_balance must be in [0, 1], got {self.kl_balance}")
 
@@ -106,6 +114,6 @@ def get_profile(name: str) -> Profile:
                        ModelConfig(image_size=64, visual_backbone="small_cnn", text_encoder="small_text",
                                    pretrained=False, token_dim=128, obs_embed_dim=128, det_dim=128,
                                    stoch_dim=16, stoch_classes=16, hidden_dim=128, context_steps=4),
-                       TrainConfig(lr=6e-4, warmup_steps=100, total_steps=3_000, batch_size=32, seq_len=4,
-                                   ema_decay=0.99, flow_samples=2))
+                       TrainConfig(lr=6e-4, warmup_steps=100, total_steps=4_200, batch_size=32, seq_len=4,
+                                   ema_decay=0.99, flow_samples=2, word_dropout=0.15))
     raise ValueError(f"profile must be 'quick' or 'full', got {name!r}")

@@ -1,10 +1,14 @@
 """Notebook 04a — the multimodal observation encoder (Section 3.4, component 1).
 
 Vision (RGB + depth) becomes a set of patch tokens (B, N, D) (D = 384 with DINOv2, 128 in
-the quick profile's small CNN); the instruction becomes
-one 512-d embedding. Two cross-attention layers let the language side (a learnable [CLS]
-token plus the instruction token) query the patches, so the patches showing "the RED
-bottle" get the attention; the [CLS] output is the observation embedding (B, 256).
+the quick profile's small CNN); the instruction becomes one 512-d embedding. Two
+decoder blocks let the language side (a learnable [CLS] token plus the instruction
+token) query the patches: the two queries first exchange information (self-attention),
+then attend to the patches (cross-attention), so the patches showing "the RED bottle"
+get the attention; the [CLS] output is the observation embedding (B, 256).
+
+Training can supervise where the instruction token looks (``language_attention``; see
+``solutions.training.grounding_loss``): the simulator knows where the named item is.
 """
 from __future__ import annotations
 
@@ -17,6 +21,11 @@ from novapick.config import ModelConfig
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 VOCAB_SIZE = 49408  # CLIP BPE vocabulary
+# The small encoder's depth input: normalised depth (metres / 2 m) is centred on 0.3 m and
+# scaled so that the cell's working range, 0.1-0.5 m from the wrist camera, spans [-1, 1]
+# (invalid pixels, 0, land at -1.5). Unscaled, 1 cm of height is 0.005 units beside RGB's
+# +-1 and the network learns heights from the category *word* instead of from depth.
+DEPTH_CENTRE, DEPTH_GAIN = 0.15, 10.0
 
 
 class DinoPatchEncoder(nn.Module):
@@ -55,7 +64,7 @@ class SmallPatchEncoder(nn.Module):
         self.pretrained = False
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        x = self.cnn(torch.cat([rgb * 2 - 1, depth * 2 - 1], dim=1))    # (B, width, S/8, S/8)
+        x = self.cnn(torch.cat([rgb * 2 - 1, (depth - DEPTH_CENTRE) * DEPTH_GAIN], dim=1))  # (B, width, S/8, S/8)
         # the positions let the attention read out *where* the attended object is
         return x.flatten(2).transpose(1, 2) + self.pos                    # (B, N, width)
 
@@ -107,27 +116,45 @@ class SmallTextEncoder(nn.Module):
 
 
 class CrossAttentionBlock(nn.Module):
-    """Pre-norm block: queries attend to the visual tokens, then an MLP."""
+    """Pre-norm decoder block over a few query tokens: the queries first attend to each
+    other, then to the visual tokens, then an MLP.
+
+    Why the self-attention: cross-attention alone treats every query independently, so
+    the [CLS] query (whose output is the embedding) would pool the image without ever
+    seeing the instruction: the embedding would be the same whichever item is named.
+    Mixing the queries first lets [CLS] read the language token and look for *that* item.
+    """
 
     def __init__(self, dim: int = DINOV2_DIM, heads: int = 4, dropout: float = 0.1):
         super().__init__()
-        self.norm_q, self.norm_kv, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm_self, self.norm_q = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.norm_kv, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        # no dropout on the attention weights: they are read out (and supervised) as a map
+        # of where each query looks; dropout 0.1 stays in the MLP (Section 3.5)
+        self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim))
 
     def forward(self, queries: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """queries (B, Q, D), visual (B, N, D) -> queries (B, Q, D), attention weights (B, Q, N)."""
+        q = self.norm_self(queries)
+        queries = queries + self.self_attn(q, q, q, need_weights=False)[0]
         kv = self.norm_kv(visual)
         attended, weights = self.attn(self.norm_q(queries), kv, kv, need_weights=True)
         queries = queries + attended
-        return queries + self.mlp(self.norm_mlp(queries)), weights       # weights: (B, Q, N)
+        return queries + self.mlp(self.norm_mlp(queries)), weights
 
 
 class ObservationEncoder(nn.Module):
     """RGB-D + instruction -> observation embedding (B, 256).
 
     ``config`` chooses the backbones (full profile: frozen DINOv2 + CLIP; quick profile:
-    small trainable encoders with identical interfaces). ``last_attention`` keeps the
-    last layer's attention of the [CLS] query over the patches (B, N), for plotting.
+    small trainable encoders with identical interfaces). After a forward pass,
+    ``last_attention`` holds the last layer's attention of the [CLS] query over the patches
+    (B, N), detached, for plotting, and ``language_attention`` the first layer's attention
+    of the language query (B, N), with gradients: training can tell it where the named
+    item is (see ``solutions.training.grounding_loss``). Patches form a
+    ``token_grid`` x ``token_grid`` raster, row by row from the image's top-left.
     """
 
     def __init__(self, obs_embed_dim: int = 256, *, config: ModelConfig | None = None):
@@ -138,6 +165,7 @@ class ObservationEncoder(nn.Module):
             self.visual = DinoPatchEncoder(cfg.image_size, cfg.pretrained)
         else:
             self.visual = SmallPatchEncoder(cfg.image_size, cfg.token_dim)
+        self.token_grid = cfg.image_size // (14 if cfg.visual_backbone == "dinov2_vits14" else 8)
         self.text = ClipTextEncoder(cfg.pretrained) if cfg.text_encoder == "clip_vit_b32" else SmallTextEncoder()
         width = cfg.token_dim                                             # 384 with DINOv2
         self.lang_proj = nn.Linear(CLIP_TEXT_DIM, width)
@@ -146,6 +174,7 @@ class ObservationEncoder(nn.Module):
         self.fuse = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 256))
         self.out = nn.Linear(256, obs_embed_dim)
         self.last_attention: torch.Tensor | None = None
+        self.language_attention: torch.Tensor | None = None
 
     def encode_language(self, language_tokens: torch.Tensor) -> torch.Tensor:
         """(B, 77) CLIP token ids -> (B, 512)."""
@@ -162,7 +191,9 @@ class ObservationEncoder(nn.Module):
         visual = self.visual(rgb, depth)                                       # (B, N, D)
         lang = self.lang_proj(self.encode_language(language_tokens.long()))    # (B, D)
         queries = torch.cat([self.cls.expand(B, -1, -1), lang[:, None]], dim=1)  # (B, 2, D)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             queries, weights = block(queries, visual)
+            if i == 0:  # where the instruction looks first; [CLS] reads the result in block 2
+                self.language_attention = weights[:, 1]                        # (B, N)
         self.last_attention = weights[:, 0].detach()                           # (B, N)
         return self.out(self.fuse(queries[:, 0]))                              # (B, 256)

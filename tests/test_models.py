@@ -104,6 +104,17 @@ def test_quick_observation_encoder_shapes_and_attention():
         enc(torch.rand(2, 3, 96, 96), torch.rand(2, 1, 96, 96), tokens)
 
 
+def test_embedding_and_attention_depend_on_the_instruction():
+    """Same image, another named item: the embedding and where [CLS] looks must change
+    (with cross-attention alone, [CLS] never saw the language and both stayed the same)."""
+    torch.manual_seed(0)
+    enc = ObservationEncoder(128, config=get_profile("quick").model).eval()
+    rgb, depth = torch.rand(1, 3, 64, 64).repeat(2, 1, 1, 1), torch.rand(1, 1, 64, 64).repeat(2, 1, 1, 1)
+    out = enc(rgb, depth, tokenize(["pick up the red bottle", "grab the small blue box on the left"]))
+    assert (out[0] - out[1]).abs().max() > 1e-3
+    assert (enc.last_attention[0] - enc.last_attention[1]).abs().max() > 1e-4
+
+
 @pytest.mark.slow
 def test_full_spec_encoder_uses_dinov2_and_clip_architectures():
     with pytest.warns(PretrainedUnavailable):
@@ -237,3 +248,44 @@ def test_flow_loss_decreases_on_a_fixed_batch():
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.2 * np.mean(losses[:5])
+
+
+def test_grounding_loss_prefers_looking_at_the_named_item():
+    from solutions.training import grounding_loss
+
+    grid = 8
+    target_uv = torch.tensor([[0.3, -0.4, 1.0], [0.0, 0.0, 0.0]])  # second frame: target not in view
+
+    def soft_map(u: float, v: float) -> torch.Tensor:  # attention concentrated around (u, v)
+        centres = (torch.arange(grid) + 0.5) / grid * 2 - 1
+        logits = -((centres[None, :] - u) ** 2 + (centres[:, None] - v) ** 2) / 0.05
+        return torch.softmax(logits.flatten(), 0)
+
+    uniform = torch.full((grid * grid,), 1.0 / grid ** 2)
+    maps = [soft_map(0.3, -0.4), uniform, soft_map(-0.7, 0.6)]          # on the item, anywhere, elsewhere
+    losses = [float(grounding_loss(torch.stack([m, uniform]), target_uv, grid)) for m in maps]
+    assert losses[0] < losses[1] < losses[2]
+    # the Gaussian label itself is the minimiser: nudging it anywhere costs
+    exact = torch.tensor([0.3, -0.4, 1.0])[None]
+    attention = torch.full((1, grid * grid), 1.0 / grid ** 2, requires_grad=True)
+    optimiser = torch.optim.Adam([attention], lr=0.05)
+    for _ in range(300):
+        optimiser.zero_grad()
+        grounding_loss(torch.softmax(attention * 10, -1), exact, grid).backward()
+        optimiser.step()
+    best = int(torch.softmax(attention * 10, -1).argmax())
+    assert divmod(best, grid) == (2, 5)        # row 2 (v = -0.4), column 5 (u = 0.3)
+    # frames without the target in view contribute nothing
+    assert float(grounding_loss(uniform[None], target_uv[1:], grid)) == 0.0
+
+
+def test_word_dropout_keeps_special_tokens_and_replaces_about_p_of_the_words():
+    from solutions.training import CLIP_SPECIAL_TOKENS, drop_words
+
+    tokens = tokenize(["pick up the small red bottle on the left"] * 400)
+    assert torch.equal(drop_words(tokens, 0.0), tokens)
+    dropped = drop_words(tokens, 0.25, torch.Generator().manual_seed(0))
+    special = torch.isin(tokens, torch.tensor(CLIP_SPECIAL_TOKENS))
+    assert torch.equal(dropped[special], tokens[special])          # padding, start, end untouched
+    changed = (dropped != tokens)[~special].float().mean()
+    assert 0.2 < changed < 0.3

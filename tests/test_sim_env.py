@@ -141,3 +141,23 @@ def test_instruction_uses_left_right_when_the_category_repeats(env):
         expected = "left" if y(env.target) > np.mean([y(it) for it in same]) else "right"
         assert text.endswith(f"on the {expected}"), text
     assert seen >= 5
+
+
+def test_target_image_position_matches_the_rendered_target(env):
+    """The recorded grounding label (where the target is in the wrist image) agrees with
+    the renderer's own segmentation of the target, to within a few pixels."""
+    from novapick.sim import robot as R
+    from novapick.sim.camera import _render, wrist_view
+
+    u = env.unwrapped
+    checked = 0
+    for seed in range(6):
+        env.reset(seed=seed, options={"n_items": 3})
+        _, _, seg = _render(u.client, wrist_view(*R.hand_pose(u.client, u.robot)), 64, 64, u.lighting, True)
+        rows, cols = np.nonzero((seg & ((1 << 24) - 1)) == u.target.body)
+        uv = u.target_in_wrist_image()
+        if uv[2] == 1 and len(rows):
+            centroid = np.array([(cols.mean() + 0.5) / 32 - 1, (rows.mean() + 0.5) / 32 - 1])
+            assert np.abs(uv[:2] - centroid).max() < 0.1, (seed, uv, centroid)
+            checked += 1
+    assert checked >= 4

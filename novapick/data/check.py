@@ -71,6 +71,10 @@ def check_values(table, problems: list[str]) -> None:
         _first(problems, ~np.isfinite(values), episodes, frames, field, "NaN/inf")
     grasp = table.column("grasp").to_numpy(zero_copy_only=False)
     _first(problems, ~np.isin(grasp, (0.0, 1.0)), episodes, frames, "grasp", "value other than 0 or 1")
+    target_uv = vector_column(table, "target_uv", 3)
+    _first(problems, ~np.isfinite(target_uv).all(1) | (np.abs(np.nan_to_num(target_uv[:, :2])).max(1) > 1.0)
+           | ~np.isin(target_uv[:, 2], (0.0, 1.0)), episodes, frames, "target_uv",
+           "NaN/inf, image coordinate outside [-1, 1] or in-view flag other than 0/1")
     empty = np.array([not (s or "").strip() for s in table.column("instruction").to_pylist()])
     _first(problems, empty, episodes, frames, "instruction", "empty instruction")
 

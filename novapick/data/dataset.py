@@ -10,6 +10,8 @@ A frame sample (dict):
     pad_mask (16,) bool, True past the episode end (padded by repeating the last action)
     grasp_chunk () 1.0 if the target is held at some step of this chunk (grasp-head label)
     proprioception (14,) normalised · gripper_state (2,) · rewards () · grasp ()
+    grasp_pose (7,) the expert's planned grasp of this episode (zeros where unknown)
+    target_uv (3,) where the target is in this frame's image: u, v in [-1, 1], in_view
     depth_valid / proprio_valid / action_valid () bool: False where the source has no depth,
     no joint angles or no joint-velocity actions (real data; see novapick.data.lerobot):
     mask the corresponding loss terms · episode_index, frame_index
@@ -60,7 +62,7 @@ class EpisodeStore:
             raise DataFormatError(f"no shards under {root / 'data'}: generate the data first")
         cols: dict[str, list] = {k: [] for k in ("rgb", "depth", "proprio", "gripper_state", "action", "reward",
                                                  "grasp", "episode_index", "frame_index", "instruction", "success",
-                                                 "grasp_pose", *VALID_FLAGS)}
+                                                 "grasp_pose", "target_uv", *VALID_FLAGS)}
         for path in shards:
             table = read_shard(path)
             rgb, depth = decode_images(table, size, size)
@@ -76,6 +78,8 @@ class EpisodeStore:
                                   if flag in table.column_names else np.ones(table.num_rows, bool))
             cols["grasp_pose"].append(vector_column(table, "grasp_pose", 7) if "grasp_pose" in table.column_names
                                       else np.zeros((table.num_rows, 7), np.float32))
+            cols["target_uv"].append(vector_column(table, "target_uv", 3) if "target_uv" in table.column_names
+                                     else np.zeros((table.num_rows, 3), np.float32))
         out = {k: np.concatenate(v) for k, v in cols.items()}
         for key in ("proprio", "action", "gripper_state", "reward", "grasp"):
             bad = ~np.isfinite(out[key].reshape(len(out[key]), -1)).all(1)
@@ -133,6 +137,10 @@ class NovaPickDataset(Dataset):
             "grasp": torch.from_numpy(s.grasp[rows].astype(np.float32)),
             # grasp outcome of this chunk: is the target held at some step of it?
             "grasp_chunk": torch.from_numpy(s.grasp[s.chunk_rows[rows]].max(1).astype(np.float32)),
+            # the expert's planned grasp (x, y, z, roll, pitch, yaw, width) in [-1, 1]; all
+            # zeros where the source has none (real data): an auxiliary target, see training
+            "grasp_pose": torch.from_numpy(s.grasp_pose[rows]),
+            "target_uv": torch.from_numpy(s.target_uv[rows]),
             **{flag: torch.from_numpy(getattr(s, flag)[rows]) for flag in VALID_FLAGS},
             "episode_index": torch.from_numpy(s.episode_index[rows].astype(np.int64)),
             "frame_index": torch.from_numpy(s.frame_index[rows].astype(np.int64)),

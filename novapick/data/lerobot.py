@@ -477,6 +477,7 @@ def episode_table(m: dict, raw: RawEpisode, source: Source, episode_index: int, 
         "split": [source.name] * T, "perturbed": [False] * T, "success": [bool(m["success"])] * T,
         "failure": [""] * T,
         "grasp_pose": [np.zeros(7, np.float32)] * T,  # unknown for real data (the baseline trains on synthetic)
+        "target_uv": [np.zeros(3, np.float32)] * T,   # unknown: in_view 0, so no grounding loss
     }
     table = pa.table({k: pa.array(v, type=FRAME_FIELDS[k][0]) for k, v in cols.items()}, schema=SCHEMA)
     extra = {"depth_valid": np.zeros(T, bool), "proprio_valid": np.full(T, bool(m["proprio_valid"])),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-GENERATOR_VERSION = "novapick-synthetic-1.0"  # bump when the simulator or expert changes what is generated
+GENERATOR_VERSION = "novapick-synthetic-1.1"  # bump when the simulator or expert changes what is generated
 DEPTH_SCALE_M = 0.001            # uint16 depth unit: 1 mm
 DEPTH_MAX_M = 2.0                # normalised depth = depth_m / DEPTH_MAX_M, clipped to [0, 1]
 CHUNK_SIZE = 16
@@ -40,6 +40,8 @@ FRAME_FIELDS: dict[str, tuple[pa.DataType, tuple, str]] = {
     "failure": (pa.string(), (), "failure category or ''"),
     "grasp_pose": (pa.list_(pa.float32(), 7), (7,), "the expert's planned grasp at the start (x, y, z, roll, "
                    "pitch, yaw, width), each in [-1, 1]: the Section 3.3 baseline's target"),
+    "target_uv": (pa.list_(pa.float32(), 3), (3,), "where the target's centre is in this frame's wrist image: "
+                  "(u, v) in [-1, 1] (left/top to right/bottom) and in_view 1/0; all 0 where unknown"),
 }
 SCHEMA = pa.schema([(name, spec[0]) for name, spec in FRAME_FIELDS.items()])
 
@@ -79,6 +81,8 @@ def episode_to_table(episode, episode_index: int) -> pa.Table:
         "success": [bool(meta["success"])] * T,
         "failure": [meta["failure"] or ""] * T,
         "grasp_pose": [np.asarray(meta["grasp_pose"], np.float32)] * T,
+        "target_uv": list(episode.target_uv.astype(np.float32)) if episode.target_uv is not None
+        else [np.zeros(3, np.float32)] * T,
     }
     return pa.table({k: pa.array(v, type=FRAME_FIELDS[k][0]) for k, v in columns.items()}, schema=SCHEMA)
 

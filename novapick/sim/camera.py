@@ -78,6 +78,24 @@ def wrist_view(hand_pos: np.ndarray, hand_rot: np.ndarray) -> list:
     return p.computeViewMatrix(eye.tolist(), target.tolist(), hand_rot[:, 0].tolist())
 
 
+def project_to_wrist_image(point: np.ndarray, hand_pos: np.ndarray, hand_rot: np.ndarray) -> np.ndarray:
+    """Where a world point (3,) appears in the wrist image: (u, v, in_view) with u, v in
+    [-1, 1] from the image's left/top edge to its right/bottom edge (any resolution: the
+    field of view is the same), in_view 1.0 if the point is in front of the camera and
+    inside the frame. Uses the same view as :func:`wrist_view`."""
+    eye = hand_pos + hand_rot @ WRIST_CAMERA_OFFSET
+    forward, up = hand_rot[:, 2], hand_rot[:, 0]
+    right = np.cross(forward, up)                # the image's +u direction
+    rel = np.asarray(point, dtype=float) - eye
+    z = float(rel @ forward)
+    if z <= 1e-6:
+        return np.array([0.0, 0.0, 0.0], np.float32)
+    half = np.tan(np.radians(vertical_fov_deg(480, 480)) / 2)   # square images: same FOV both ways
+    u, v = float(rel @ right) / (z * half), -float(rel @ up) / (z * half)
+    inside = abs(u) <= 1 and abs(v) <= 1
+    return np.array([np.clip(u, -1, 1), np.clip(v, -1, 1), float(inside)], np.float32)
+
+
 def render_wrist(client: int, hand_pos: np.ndarray, hand_rot: np.ndarray, height: int, width: int,
                  lighting: Lighting, rng: np.random.Generator | None,
                  transparent_bodies: set[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ import numpy as np
 import pybullet as p
 
 from novapick.sim import robot as R
-from novapick.sim.camera import Lighting, render_scene, render_wrist
+from novapick.sim.camera import Lighting, project_to_wrist_image, render_scene, render_wrist
 from novapick.sim.catalog import CATALOG_SEED, FRAGILE_LIMIT_N, ObjectSpec, load_catalog
 from novapick.sim.gripper import HybridGripper
 from novapick.sim.language import make_instruction
@@ -371,6 +371,13 @@ class NovaPickEnv(gym.Env):
         self.client = None
 
     # ---- privileged access (the scripted expert, tests and error analysis only) ---------
+    def target_in_wrist_image(self) -> np.ndarray:
+        """Where the target's centre appears in the current wrist image: (u, v, in_view),
+        u, v in [-1, 1] (see :func:`novapick.sim.camera.project_to_wrist_image`). Recorded
+        with each demonstration step as supervision for where the policy should look."""
+        pos, _ = p.getBasePositionAndOrientation(self.target.body, physicsClientId=self.client)
+        return project_to_wrist_image(np.array(pos), *R.hand_pose(self.client, self.robot))
+
     def privileged_state(self, body: int | None = None) -> dict:
         """Ground truth a real robot would not have: the pose, spec and AABB of the target
         (or of ``body``), and all items."""

@@ -20,7 +20,9 @@ class Episode:
 
     rgb (T, 3, H, W) uint8 · depth (T, 1, H, W) float32 metres (0 = invalid) ·
     proprio (T, 14) · gripper_state (T, 2) · action (T, 10) clean expert labels ·
-    reward (T,) · grasp (T,) 1.0 where the target is held after the step.
+    reward (T,) · grasp (T,) 1.0 where the target is held after the step ·
+    target_uv (T, 3) where the target's centre is in the wrist image: (u, v) in [-1, 1] and
+    an in-view flag (privileged supervision for where the policy should look).
     """
 
     rgb: np.ndarray
@@ -32,6 +34,7 @@ class Episode:
     grasp: np.ndarray
     instruction: str
     meta: dict = field(default_factory=dict)
+    target_uv: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.action)
@@ -62,10 +65,11 @@ def run_expert_episode(env, seed: int, options: dict, perturb: bool = False, rec
             executed[:R.NUM_ARM_JOINTS] = np.clip(action[:R.NUM_ARM_JOINTS] + noise, -1, 1)
         if video_every and info["steps"] % video_every == 0:
             frames.append(side_by_side(env.unwrapped.render_scene(), obs["rgb"]))
+        target_uv = env.unwrapped.target_in_wrist_image() if record else None  # where obs shows the target
         next_obs, reward, terminated, truncated, info = env.step(executed)
         if record:
             steps.append({"obs": obs, "action": action.astype(np.float32), "reward": reward,
-                          "grasp": float(info["held_object"] == info["target_name"])})
+                          "grasp": float(info["held_object"] == info["target_name"]), "target_uv": target_uv})
         obs, done = next_obs, terminated or truncated
     if video_every:
         frames.append(side_by_side(env.unwrapped.render_scene(), obs["rgb"]))
@@ -90,6 +94,7 @@ def record_expert_episode(env, seed: int, object_name: str | int | None, split: 
         reward=np.array([s["reward"] for s in steps], np.float32),
         grasp=np.array([s["grasp"] for s in steps], np.float32),
         instruction=steps[0]["obs"]["instruction"],
+        target_uv=np.stack([s["target_uv"] for s in steps]).astype(np.float32),
         meta={"seed": seed, "object_name": spec.name, "object_id": spec.id, "split": split,
               "n_items": n_items, "perturbed": perturb, "success": bool(info["success"]),
               "failure": info["failure"], "cycle_time_s": info["cycle_time_s"],
