@@ -80,9 +80,10 @@ class GraspPoseHead(nn.Module):
 
     Why (goes beyond the case study): with the flow loss alone, the only signal that
     reaches the encoder is the action error, a weak and indirect signal for *where* the
-    named item is and how to hold it. A flow head given the true grasp pose picks ~94 %
-    of items in closed loop (README), so the embedding is asked to contain exactly that:
-    the Section 3.3 baseline's output, predicted from the same pixels and instruction.
+    named item is and how to hold it. A flow head given the true grasp pose picks 86-94 %
+    of items in closed loop (benchmarks/bench_privileged_policy.py), so the embedding is
+    asked to contain exactly that: the Section 3.3 baseline's output, predicted from the
+    same pixels and instruction.
     Targets are standardised with the training split's statistics (buffers)."""
 
     def __init__(self, obs_embed_dim: int = 256, dropout: float = 0.1):

@@ -289,3 +289,20 @@ def test_word_dropout_keeps_special_tokens_and_replaces_about_p_of_the_words():
     assert torch.equal(dropped[special], tokens[special])          # padding, start, end untouched
     changed = (dropped != tokens)[~special].float().mean()
     assert 0.2 < changed < 0.3
+
+
+def test_pose_features_treat_a_half_turn_as_the_same_grasp_and_unknown_poses_are_skipped():
+    from solutions.training import GraspPoseHead, grasp_pose_features
+
+    pose = torch.tensor([[0.1, -0.2, -0.6, 0.0, 0.0, 0.49, 0.3]])
+    half_turn = pose.clone()
+    half_turn[0, 5] -= 1.0                                              # yaw - pi: the same jaw grasp
+    torch.testing.assert_close(grasp_pose_features(pose), grasp_pose_features(half_turn))
+    assert grasp_pose_features(pose).shape == (1, 8)
+    head = GraspPoseHead(16, dropout=0.0)
+    head.set_stats(np.random.default_rng(0).uniform(-1, 1, (50, 7)))
+    embed = torch.randn(2, 16)
+    known_only = head.loss(embed[:1], pose)
+    with_unknown = head.loss(embed, torch.cat([pose, torch.zeros(1, 7)]))  # real data: pose all zeros
+    torch.testing.assert_close(known_only, with_unknown)
+    assert float(head.loss(embed[1:], torch.zeros(1, 7)).detach()) == 0.0
