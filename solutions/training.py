@@ -103,8 +103,12 @@ class GraspPoseHead(nn.Module):
 
     def loss(self, obs_embed: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """MSE in standardised units over the frames whose pose is known (not all zeros)."""
+        return self.prediction_loss(self(obs_embed), pose)
+
+    def prediction_loss(self, predicted: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """:meth:`loss` for an already computed prediction (B, 8) against poses (B, 7)."""
         known = (pose.abs().sum(-1) > 0).float()
-        error = (self(obs_embed) - (grasp_pose_features(pose) - self.mean) / self.std).pow(2).mean(-1)
+        error = (predicted - (grasp_pose_features(pose) - self.mean) / self.std).pow(2).mean(-1)
         return (error * known).sum() / known.sum().clamp(min=1.0)
 
 
@@ -167,6 +171,7 @@ def build_model(cfg: ModelConfig) -> dict[str, nn.Module]:
         "flow_head": FlowMatchingActionHead(cfg.chunk_size, cfg.action_dim, cfg.cond_dim),
         "grasp_head": GraspSuccessHead(cfg.cond_dim, cfg.dropout),
         "pose_head": GraspPoseHead(cfg.obs_embed_dim, cfg.dropout),
+        "pose_input": nn.Sequential(nn.Linear(POSE_FEATURES, 128), nn.SiLU(), nn.Linear(128, cfg.obs_embed_dim)),
         "action_scaler": ActionScaler(cfg.action_dim),
     }
 
@@ -181,9 +186,18 @@ def condition(h: torch.Tensor, z: torch.Tensor, obs: torch.Tensor) -> torch.Tens
 
 
 def encode(model: dict, rgb: torch.Tensor, depth: torch.Tensor, language: torch.Tensor,
-           robot_state: torch.Tensor) -> torch.Tensor:
-    """Frames (N, ...) -> observation embeddings (N, 256) including the robot's own state."""
-    return model["encoder"](rgb, depth, language) + model["proprio"](robot_state)
+           robot_state: torch.Tensor, return_pose: bool = False):
+    """Frames (N, ...) -> observation embeddings (N, 256): pixels and instruction, the
+    robot's own state, and the model's own grasp-pose estimate. With ``return_pose`` also
+    that estimate (N, 8), standardised :func:`grasp_pose_features`."""
+    obs = model["encoder"](rgb, depth, language) + model["proprio"](robot_state)
+    pose = model["pose_head"](obs)
+    # The controller reads perception's explicit 8-number estimate of where and how to
+    # grasp, not only the 256-d embedding that contains it: a flow head given the pose
+    # directly is far more precise (benchmarks/bench_privileged_policy.py). Detached, so
+    # the flow loss cannot pull the estimate away from the true pose.
+    obs = obs + model["pose_input"](pose.detach())
+    return (obs, pose) if return_pose else obs
 
 
 def _unpack(batch, device: torch.device) -> dict[str, torch.Tensor]:
@@ -214,8 +228,9 @@ def compute_losses(model: dict, batch: dict, tcfg: TrainConfig) -> dict[str, tor
     B, L = rgb.shape[:2]
     robot_state = torch.cat([batch["proprioception"], batch["gripper_state"]], -1)
     language = drop_words(batch["language"], tcfg.word_dropout)           # one draw per window
-    obs = encode(model, rgb.flatten(0, 1), batch["depth"].flatten(0, 1),
-                 language.repeat_interleave(L, 0), robot_state.flatten(0, 1)).view(B, L, -1)
+    obs, pose_estimate = encode(model, rgb.flatten(0, 1), batch["depth"].flatten(0, 1),
+                                language.repeat_interleave(L, 0), robot_state.flatten(0, 1), return_pose=True)
+    obs = obs.view(B, L, -1)
     rssm = model["rssm"]
     h, z = rssm.initial_state(B, rgb.device)        # a fresh state per window: no BPTT across windows
     prev_action = torch.zeros(B, actions.shape[-1], device=rgb.device)
@@ -244,7 +259,7 @@ def compute_losses(model: dict, batch: dict, tcfg: TrainConfig) -> dict[str, tor
     flow = flow_matching_loss(model["flow_head"], scaled.repeat(k, 1, 1), cond.repeat(k, 1),
                               batch["pad_mask"].flatten(0, 1).repeat(k, 1), weighting=tcfg.flow_weighting)
     grasp = F.binary_cross_entropy_with_logits(model["grasp_head"](cond), batch["grasp_chunk"].flatten().float())
-    pose = model["pose_head"].loss(obs.flatten(0, 1), batch["grasp_pose"].flatten(0, 1))
+    pose = model["pose_head"].prediction_loss(pose_estimate, batch["grasp_pose"].flatten(0, 1))
     encoder = _unwrap(model["encoder"])
     ground = grounding_loss(encoder.language_attention, batch["target_uv"].flatten(0, 1), encoder.token_grid)
     wm = latent + tcfg.kl_beta * kl + reward + recon
