@@ -31,6 +31,7 @@ from solutions.training import condition, encode
 EXECUTE_STEPS = 4        # execute 4 of every 16 predicted steps, then replan (3.6 hint)
 MAX_STEPS = 200          # Section 3.6
 REHEARSAL_HORIZON = 5    # Section 2: imagine 5 steps ahead
+DEFAULT_TEMPERATURE = 0.0  # flow sampling noise scale at inference (see VLAPolicy)
 
 
 class VLAPolicy:
@@ -41,14 +42,26 @@ class VLAPolicy:
     ``context_steps`` observations and the actions executed between them. A state carried
     over a whole episode would drift outside anything seen in training.
 
+    ``temperature`` scales the flow head's starting noise. At 0 every replan
+    integrates from a_0 = 0: the chunk the head considers most typical for this state,
+    with no sampling jitter between replans (measured: 74 % known / 42 % novel against
+    64 % / 36 % at temperature 1, same checkpoint, 50 + 50 episodes). At 1 it samples
+    from the learned distribution, as in training.
+
     ``rehearsal_k`` > 1 turns on world-model rehearsal: sample K candidate chunks,
     imagine 5 steps of each with the RSSM prior, score them by predicted reward plus
-    grasp confidence, and execute the best.
+    grasp confidence, and execute the best. Candidate 0 is the plain policy's chunk (at
+    ``temperature``), the others are drawn at temperature 1 so they differ: rehearsal can
+    only change the action by preferring one of them.
     """
 
     def __init__(self, model: dict, mcfg: ModelConfig, stats: NormStats, device: str | torch.device = "cpu",
-                 execute_steps: int = EXECUTE_STEPS, flow_steps: int = 10, rehearsal_k: int = 0, seed: int = 0):
+                 execute_steps: int = EXECUTE_STEPS, flow_steps: int = 10, rehearsal_k: int = 0, seed: int = 0,
+                 temperature: float = DEFAULT_TEMPERATURE):
+        if not 0.0 <= temperature <= 1.0:
+            raise ValueError(f"temperature must be in [0, 1], got {temperature}")
         self.model, self.mcfg, self.stats = model, mcfg, stats
+        self.temperature = temperature
         self.device = torch.device(device)
         self.execute_steps, self.flow_steps, self.rehearsal_k = execute_steps, flow_steps, rehearsal_k
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -101,6 +114,7 @@ class VLAPolicy:
         head, scaler = self.model["flow_head"], self.model["action_scaler"]
         k = max(1, self.rehearsal_k)
         noise = torch.randn((k, head.action_chunk_size, head.action_dim), generator=self.generator)
+        noise[0] *= self.temperature    # candidate 0: the plain policy's chunk
         chunks = scaler.unnormalize(head.sample(cond.expand(k, -1), self.flow_steps, noise=noise.to(self.device)))
         if k == 1:
             return chunks[0].cpu().numpy()
@@ -238,7 +252,7 @@ def evaluate_model(model: dict, eval_env, object_set: list,
 
 
 def _evaluate_share(checkpoint: str, stats_path: str, rehearsal_k: int, seed: int, max_steps: int,
-                    plans: list[dict]) -> list[dict]:
+                    temperature: float, plans: list[dict]) -> list[dict]:
     """Worker process: load the policy and its own simulator, run a share of the plans."""
     from novapick.sim import make_env
     from solutions.training import load_policy_model
@@ -246,7 +260,8 @@ def _evaluate_share(checkpoint: str, stats_path: str, rehearsal_k: int, seed: in
     torch.set_num_threads(1)  # one core per worker
     model, mcfg = load_policy_model(checkpoint)
     env = make_env(mcfg.image_size)
-    policy = VLAPolicy(model, mcfg, NormStats.load(stats_path), rehearsal_k=rehearsal_k, seed=seed)
+    policy = VLAPolicy(model, mcfg, NormStats.load(stats_path), rehearsal_k=rehearsal_k, seed=seed,
+                       temperature=temperature)
     try:
         return run_planned_episodes(policy, env, plans, progress=False, max_steps=max_steps)
     finally:
@@ -270,14 +285,15 @@ def run_plans_in_workers(run_share, plans: list[dict], workers: int, *args) -> l
 
 def evaluate_checkpoint(checkpoint: str | Path, object_set: list, num_episodes: int = 1, *,
                         n_items: int | tuple[int, int] = (1, 5), seed: int = 0, rehearsal_k: int = 0,
-                        workers: int = 1, stats_path: str | Path | None = None, max_steps: int = MAX_STEPS) -> dict:
+                        workers: int = 1, stats_path: str | Path | None = None, max_steps: int = MAX_STEPS,
+                        temperature: float = DEFAULT_TEMPERATURE) -> dict:
     """:func:`evaluate_model` for a saved checkpoint, over ``workers`` processes (same
     episodes and results for any number of workers)."""
     checkpoint = str(checkpoint)
     stats_path = str(stats_path or Path(checkpoint).parent / "stats.json")
     plans = plan_episodes(object_set, num_episodes, n_items, seed)
     infos = run_plans_in_workers(_evaluate_share, plans, workers, checkpoint, stats_path, rehearsal_k, seed,
-                                 max_steps)
+                                 max_steps, temperature)
     result = summarize_evaluation(infos)
     print_evaluation(result)
     return result
@@ -293,13 +309,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--episodes-per-object", type=int, default=2)
     ap.add_argument("--items", type=int, default=5, help="bins of 1..ITEMS items")
     ap.add_argument("--rehearsal-k", type=int, default=0)
+    ap.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                    help="flow sampling noise scale: 0 = most typical chunk, 1 = sample")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args(argv)
     objects = [o.name for o in load_catalog().split(args.split)]
     result = evaluate_checkpoint(args.checkpoint, objects, args.episodes_per_object, n_items=(1, args.items),
                                  seed=args.seed, rehearsal_k=args.rehearsal_k, workers=args.workers,
-                                 stats_path=args.stats)
+                                 stats_path=args.stats, temperature=args.temperature)
     result.pop("infos")
     print(json.dumps(result))
     return result

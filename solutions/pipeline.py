@@ -199,7 +199,7 @@ def run(cfg: PipelineConfig) -> dict:
     from solutions.benchmark import benchmark_inference
     from solutions.error_analysis import analyze_failures
     from solutions.evaluation import world_model_cosine
-    from solutions.evaluation import VLAPolicy
+    from solutions.evaluation import DEFAULT_TEMPERATURE, VLAPolicy
     from solutions.training import build_model, load_policy_model, train
 
     from novapick.data.normalize import NormStats
@@ -291,6 +291,7 @@ def run(cfg: PipelineConfig) -> dict:
         "seeds": {"pipeline": cfg.seed, "data": cfg.seed, "training": cfg.seed, "evaluation": cfg.seed + 7},
         "data": data,
         "vla": {"success_known": rows["vla/known"]["success_rate"], "success_novel": rows["vla/novel"]["success_rate"],
+                "sample_temperature": DEFAULT_TEMPERATURE,
                 "known": clean(rows["vla/known"]), "novel": clean(rows["vla/novel"]), "training": train_summary,
                 "clutter_1_30": {"success_known": rows["vla-clutter-1-30/known"]["success_rate"],
                                  "success_novel": rows["vla-clutter-1-30/novel"]["success_rate"],

@@ -171,7 +171,7 @@ def build_model(cfg: ModelConfig) -> dict[str, nn.Module]:
         "flow_head": FlowMatchingActionHead(cfg.chunk_size, cfg.action_dim, cfg.cond_dim),
         "grasp_head": GraspSuccessHead(cfg.cond_dim, cfg.dropout),
         "pose_head": GraspPoseHead(cfg.obs_embed_dim, cfg.dropout),
-        "pose_input": nn.Sequential(nn.Linear(POSE_FEATURES, 128), nn.SiLU(), nn.Linear(128, cfg.obs_embed_dim)),
+        "pose_input": nn.Sequential(nn.Linear(POSE_FEATURES + 3, 128), nn.SiLU(), nn.Linear(128, cfg.obs_embed_dim)),
         "action_scaler": ActionScaler(cfg.action_dim),
     }
 
@@ -192,12 +192,27 @@ def encode(model: dict, rgb: torch.Tensor, depth: torch.Tensor, language: torch.
     that estimate (N, 8), standardised :func:`grasp_pose_features`."""
     obs = model["encoder"](rgb, depth, language) + model["proprio"](robot_state)
     pose = model["pose_head"](obs)
-    # The controller reads perception's explicit 8-number estimate of where and how to
-    # grasp, not only the 256-d embedding that contains it: a flow head given the pose
-    # directly is far more precise (benchmarks/bench_privileged_policy.py). Detached, so
-    # the flow loss cannot pull the estimate away from the true pose.
-    obs = obs + model["pose_input"](pose.detach())
+    encoder = _unwrap(model["encoder"])
+    seen = attention_centre(encoder.language_attention, encoder.token_grid)
+    # The controller reads perception's explicit estimates, not only the 256-d embedding
+    # that contains them: the grasp pose (where and how to grasp, in the bin's frame) and
+    # where the named item is in the wrist image (what visual servoing needs). A flow
+    # head given the pose directly is far more precise (benchmarks/
+    # bench_privileged_policy.py). Detached, so the flow loss cannot pull the estimates
+    # away from what they are supervised to be.
+    obs = obs + model["pose_input"](torch.cat([pose, seen], -1).detach())
     return (obs, pose) if return_pose else obs
+
+
+def attention_centre(attention: torch.Tensor, grid: int) -> torch.Tensor:
+    """Where an attention map over grid x grid patches (N, grid*grid) looks: its centre
+    of mass (u, v) in [-1, 1], the same image coordinates as ``target_uv``, and its
+    peak weight (how sure it is). (N, 3)"""
+    centres = (torch.arange(grid, device=attention.device, dtype=attention.dtype) + 0.5) / grid * 2 - 1
+    maps = attention.view(-1, grid, grid)                                  # rows from the top
+    u = (maps.sum(1) * centres).sum(-1)
+    v = (maps.sum(2) * centres).sum(-1)
+    return torch.stack([u, v, attention.max(-1).values], -1)
 
 
 def _unpack(batch, device: torch.device) -> dict[str, torch.Tensor]:

@@ -279,6 +279,19 @@ def test_grounding_loss_prefers_looking_at_the_named_item():
     assert float(grounding_loss(uniform[None], target_uv[1:], grid)) == 0.0
 
 
+def test_attention_centre_reads_the_attended_image_position():
+    from solutions.training import attention_centre
+
+    grid = 8
+    one_patch = torch.zeros(1, grid * grid)
+    one_patch[0, 2 * grid + 5] = 1.0                          # row 2, column 5
+    u, v, peak = attention_centre(one_patch, grid)[0].tolist()
+    assert (u, v, peak) == pytest.approx((0.375, -0.375, 1.0))  # patch centres: (k + 0.5) / 8 * 2 - 1
+    uniform = torch.full((1, grid * grid), 1.0 / grid ** 2)
+    u, v, peak = attention_centre(uniform, grid)[0].tolist()
+    assert (u, v, peak) == pytest.approx((0.0, 0.0, 1.0 / 64), abs=1e-6)
+
+
 def test_word_dropout_keeps_special_tokens_and_replaces_about_p_of_the_words():
     from solutions.training import CLIP_SPECIAL_TOKENS, drop_words
 

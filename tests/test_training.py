@@ -98,6 +98,21 @@ def test_closed_loop_evaluation_runs_and_reports_metrics(data_dir, tmp_path):
     env.close()
 
 
+def test_temperature_zero_gives_the_same_chunk_for_any_seed(data_dir, tmp_path):
+    from novapick.data.normalize import NormStats
+    from solutions.evaluation import VLAPolicy
+
+    train([str(data_dir)], tmp_path, "quick", steps=2, batch_size=2, seq_len=4)
+    model, mcfg = load_policy_model(tmp_path / "last.pt")
+    stats = NormStats.load(tmp_path / "stats.json")
+    cond = torch.randn(1, mcfg.cond_dim)
+    chunk = lambda **kw: VLAPolicy(model, mcfg, stats, **kw).predict_action_chunk(cond)  # noqa: E731
+    np.testing.assert_allclose(chunk(seed=1, temperature=0.0), chunk(seed=2, temperature=0.0))
+    assert not np.allclose(chunk(seed=1, temperature=1.0), chunk(seed=2, temperature=1.0))
+    with pytest.raises(ValueError, match="temperature"):
+        VLAPolicy(model, mcfg, stats, temperature=2.0)
+
+
 def test_parallel_evaluation_gives_the_same_episodes_as_one_process(data_dir, tmp_path):
     from solutions.evaluation import evaluate_checkpoint, plan_episodes
 
