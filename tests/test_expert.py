@@ -25,6 +25,27 @@ def test_recorded_episode_has_the_demonstration_format(env):
     assert ep.gripper_state[-1, 0] == 1.0 or ep.gripper_state[-1, 1] < 0.08  # sealed or pinched
 
 
+def test_suction_picks_end_with_a_slow_creep_until_the_cup_seals(env):
+    from novapick.sim.expert import CREEP_SPEED, ScriptedExpert
+
+    obs, _ = env.reset(seed=4, options={"object": "medium_clear_jar_01", "split": "novel", "n_items": 1})
+    expert = ScriptedExpert(env, seed=4)
+    assert expert.plan.mode == "suction"
+    heights, pressures = [], []
+    for _ in range(120):
+        action = expert.act(obs)
+        if expert.phase == "creep":
+            heights.append(expert._tcp()[0][2])
+            pressures.append(obs["gripper_state"][0])
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    assert info["success"] and len(heights) >= 3
+    drops = -np.diff(heights)
+    assert (drops > 0).all() and drops.max() < 2 * CREEP_SPEED * R.CONTROL_DT   # slow and always downwards
+    assert max(pressures) < 1.0              # it creeps only while the cup has not sealed yet
+
+
 def test_perturbed_episode_differs_but_keeps_clean_labels(env):
     clean = record_expert_episode(env, seed=8, object_name=None, split="known", n_items=2)
     noisy = record_expert_episode(env, seed=8, object_name=None, split="known", n_items=2, perturb=True)

@@ -34,6 +34,8 @@ APPROACH_SPEED = 0.45       # m/s average along a segment
 DESCEND_TIME = 0.5          # s
 LIFT_TIME = 0.9             # s: gentle, so lifting acceleration stays under 0.3 g
 GRASP_DWELL_MAX = 8         # control steps to wait for a seal / pinch before retrying
+CREEP_HEIGHT = (0.01, 0.04)  # m: suction picks stop this far above the grasp point (drawn per pick) ...
+CREEP_SPEED = 0.03          # m/s: ... then creep down with the pump on until the cup seals
 SUCTION_GAP = 0.004         # m between the cup lip and the surface at the grasp point
 FEEDBACK_GAIN = 0.5         # fraction of the tracking error corrected per step
 MAX_RETRIES = 2
@@ -88,8 +90,9 @@ class ScriptedExpert:
     ``pick_body`` makes it pick another item than the target (scripted wrong picks)."""
 
     def __init__(self, env, force_mode: str | None = None, offset: np.ndarray | None = None,
-                 pick_body: int | None = None):
+                 pick_body: int | None = None, seed: int = 0):
         self.env = env.unwrapped if hasattr(env, "unwrapped") else env
+        self.rng = np.random.default_rng([seed, 11])   # creep heights
         self.force_mode = force_mode
         self.pick_body = pick_body
         self.offset = np.zeros(3) if offset is None else np.asarray(offset, dtype=float)
@@ -288,15 +291,34 @@ class ScriptedExpert:
             if self._target_moved():
                 self.plan = self.grasp_plan()   # re-plan: a neighbour pushed the target
             start = self.segment.end
-            duration = max(DESCEND_TIME, np.linalg.norm(self.plan.point - start) / 0.25)
-            self.segment = Segment(start, self.plan.point, self.segment.q1, self.plan.orientation, duration)
+            end = self.plan.point
+            if self.plan.mode == "suction":
+                # A guarded move, as a real cell does when it cannot trust the height:
+                # stop short by a random margin, then creep until the cup seals. The
+                # demonstrations then never show "hover and wait" above an item, only
+                # "keep going down until the vacuum gauge says sealed".
+                end = self.plan.point - self.plan.approach * self.rng.uniform(*CREEP_HEIGHT)
+            duration = max(DESCEND_TIME, np.linalg.norm(end - start) / 0.25)
+            self.segment = Segment(start, end, self.segment.q1, self.plan.orientation, duration)
             self.phase, self.t = "descend", 0.0
         if self.phase == "descend":
             remaining = self.segment.duration - self.t
             if self.plan.mode == "suction" and remaining <= 3 * R.CONTROL_DT:
                 mode_cmd = "suction"        # pump on just before contact, like a real cell
-            if remaining <= 0:
+            if remaining <= 0 and self.plan.mode == "suction":
+                start = self.segment.end
+                duration = max(R.CONTROL_DT, np.linalg.norm(self.plan.point - start) / CREEP_SPEED)
+                self.segment = Segment(start, self.plan.point, self.segment.q1, self.segment.q1, duration)
+                self.phase, self.t = "creep", 0.0
+            elif remaining <= 0:
                 self.phase, self.dwell = "grasp", 0
+        if self.phase == "creep":
+            mode_cmd = "suction"
+            if self.env.gripper.state.held_body is not None:   # sealed early: lift from where the cup is
+                here = self._tcp()[0]
+                self.segment = Segment(here, here, self.segment.q1, self.segment.q1, R.CONTROL_DT)
+            if self.env.gripper.state.held_body is not None or self.t >= self.segment.duration:
+                self.phase, self.dwell = "grasp", 0   # sealed (lifts below) or at the planned point: wait as before
         if self.phase == "grasp":
             mode_cmd = self.plan.mode
             self.dwell += 1

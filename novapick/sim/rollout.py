@@ -51,7 +51,7 @@ def run_expert_episode(env, seed: int, options: dict, perturb: bool = False, rec
     the clean expert action is what gets recorded.
     """
     obs, info = env.reset(seed=seed, options=options)
-    expert = ScriptedExpert(env, force_mode=force_mode)
+    expert = ScriptedExpert(env, force_mode=force_mode, seed=seed)
     first_plan = expert.plan
     noise_rng = np.random.default_rng([seed, 7])
     noise = np.zeros(R.NUM_ARM_JOINTS)
