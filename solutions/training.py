@@ -1,6 +1,7 @@
 """Notebook 05 — joint training of encoder, RSSM, flow head and grasp head (Section 3.5).
 
     L = L_flow + 0.5 L_wm + 0.1 L_grasp          (Section 2)
+        + lambda_pose L_pose + lambda_ground L_ground  (auxiliary perception terms, beyond the case study)
     L_wm = next-latent MSE + beta * KL(balanced, free nats) + reward MSE + reconstruction MSE
 
     python -m solutions.training --profile quick --data data/synthetic_known_96px_s0 --steps 1500
@@ -112,6 +113,12 @@ class GraspPoseHead(nn.Module):
         return (error * known).sum() / known.sum().clamp(min=1.0)
 
 
+def patch_centres(grid: int, like: torch.Tensor) -> torch.Tensor:
+    """Centres of ``grid`` patches along one image axis in [-1, 1] image coordinates (the
+    convention of ``target_uv``), on ``like``'s device and dtype. (grid,)"""
+    return (torch.arange(grid, device=like.device, dtype=like.dtype) + 0.5) / grid * 2 - 1
+
+
 def grounding_loss(attention: torch.Tensor, target_uv: torch.Tensor, grid: int) -> torch.Tensor:
     """Cross-entropy between where the language query looks and where the named item is.
 
@@ -125,7 +132,7 @@ def grounding_loss(attention: torch.Tensor, target_uv: torch.Tensor, grid: int) 
     encoder must discover *which* item the words mean from the action error alone, and
     within a CPU budget it learns a shortcut instead (follow the arm), not grounding.
     """
-    centres = (torch.arange(grid, device=attention.device, dtype=attention.dtype) + 0.5) / grid * 2 - 1
+    centres = patch_centres(grid, attention)
     du = (centres[None, None, :] - target_uv[:, 0, None, None]) ** 2      # (B, 1, grid) columns
     dv = (centres[None, :, None] - target_uv[:, 1, None, None]) ** 2      # (B, grid, 1) rows
     sigma = 2.0 / grid
@@ -160,9 +167,10 @@ def drop_words(tokens: torch.Tensor, p: float, generator: torch.Generator | None
 
 def build_model(cfg: ModelConfig) -> dict[str, nn.Module]:
     """The model dict of the case study ('encoder', 'rssm', 'flow_head') plus the grasp
-    head and a projection of the robot's own state (joint angles/velocities and the
+    head, a projection of the robot's own state (joint angles/velocities and the
     suction/jaw state), which is added to the observation embedding: the arm must know
-    where it is and whether the cup has sealed."""
+    where it is and whether the cup has sealed, the grasp-pose head, and 'pose_input',
+    which adds perception's explicit estimates back into the embedding (see :func:`encode`)."""
     return {
         "encoder": ObservationEncoder(cfg.obs_embed_dim, config=cfg),
         "proprio": nn.Sequential(nn.Linear(PROPRIO_INPUT, 128), nn.SiLU(), nn.Linear(128, cfg.obs_embed_dim)),
@@ -208,7 +216,7 @@ def attention_centre(attention: torch.Tensor, grid: int) -> torch.Tensor:
     """Where an attention map over grid x grid patches (N, grid*grid) looks: its centre
     of mass (u, v) in [-1, 1], the same image coordinates as ``target_uv``, and its
     peak weight (how sure it is). (N, 3)"""
-    centres = (torch.arange(grid, device=attention.device, dtype=attention.dtype) + 0.5) / grid * 2 - 1
+    centres = patch_centres(grid, attention)
     maps = attention.view(-1, grid, grid)                                  # rows from the top
     u = (maps.sum(1) * centres).sum(-1)
     v = (maps.sum(2) * centres).sum(-1)

@@ -1,9 +1,10 @@
 """A privileged scripted expert: the demonstrator behind every synthetic episode.
 
 It reads the ground-truth target pose and attributes (which no policy sees), picks the
-best gripper mode, and drives the arm through four minimum-jerk segments:
+best gripper mode, and drives the arm through minimum-jerk segments (suction picks end
+with a slow guarded creep until the cup seals):
 
-    approach (above the target) -> descend -> grasp (dwell) -> lift
+    approach (above the target) -> descend -> [creep, suction only] -> grasp (dwell) -> lift
 
 Each control step it converts the Cartesian reference into joint angles with inverse
 kinematics and emits **exactly the policy's action format**: 7 normalised joint
@@ -314,10 +315,11 @@ class ScriptedExpert:
                 self.phase, self.dwell = "grasp", 0
         if self.phase == "creep":
             mode_cmd = "suction"
-            if self.env.gripper.state.held_body is not None:   # sealed early: lift from where the cup is
+            sealed = self.env.gripper.state.held_body is not None
+            if sealed:   # lift from where the cup sealed, not from the planned point below it
                 here = self._tcp()[0]
                 self.segment = Segment(here, here, self.segment.q1, self.segment.q1, R.CONTROL_DT)
-            if self.env.gripper.state.held_body is not None or self.t >= self.segment.duration:
+            if sealed or self.t >= self.segment.duration:
                 self.phase, self.dwell = "grasp", 0   # sealed (lifts below) or at the planned point: wait as before
         if self.phase == "grasp":
             mode_cmd = self.plan.mode
