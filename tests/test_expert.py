@@ -42,7 +42,9 @@ def test_suction_picks_end_with_a_slow_creep_until_the_cup_seals(env):
             break
     assert info["success"] and len(heights) >= 3
     drops = -np.diff(heights)
-    assert (drops > 0).all() and drops.max() < 2 * CREEP_SPEED * R.CONTROL_DT   # slow and always downwards
+    # a guarded move at constant speed until the seal (not a move that speeds up and then
+    # slows to a stop at the planned height, which the policy cannot see on a clear item)
+    np.testing.assert_allclose(drops, CREEP_SPEED * R.CONTROL_DT, rtol=0.2)
     assert max(pressures) < 1.0              # it creeps only while the cup has not sealed yet
 
 

@@ -36,7 +36,8 @@ DESCEND_TIME = 0.5          # s
 LIFT_TIME = 0.9             # s: gentle, so lifting acceleration stays under 0.3 g
 GRASP_DWELL_MAX = 8         # control steps to wait for a seal / pinch before retrying
 CREEP_HEIGHT = (0.01, 0.04)  # m: suction picks stop this far above the grasp point (drawn per pick) ...
-CREEP_SPEED = 0.03          # m/s: ... then creep down with the pump on until the cup seals
+CREEP_SPEED = 0.03          # m/s: ... then creep down with the pump on until the cup seals,
+CREEP_OVERRUN = 0.010       # m: at constant speed, up to this far past the planned point
 SUCTION_GAP = 0.004         # m between the cup lip and the surface at the grasp point
 FEEDBACK_GAIN = 0.5         # fraction of the tracking error corrected per step
 MAX_RETRIES = 2
@@ -52,16 +53,18 @@ def min_jerk(s: float) -> float:
 @dataclass
 class Segment:
     """A minimum-jerk move of the grasp point from ``start`` to ``end`` (m) while the
-    tool turns from ``q0`` to ``q1`` (quaternions, slerp)."""
+    tool turns from ``q0`` to ``q1`` (quaternions, slerp). ``constant_speed`` makes it a
+    guarded move instead: the same speed all the way, no slowing down near ``end``."""
 
     start: np.ndarray
     end: np.ndarray
     q0: np.ndarray
     q1: np.ndarray
     duration: float
+    constant_speed: bool = False
 
     def at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
-        s = min_jerk(t / self.duration)
+        s = min(max(t / self.duration, 0.0), 1.0) if self.constant_speed else min_jerk(t / self.duration)
         q = p.getQuaternionSlerp(self.q0.tolist(), self.q1.tolist(), s)
         return self.start + s * (self.end - self.start), np.array(q)
 
@@ -307,9 +310,14 @@ class ScriptedExpert:
             if self.plan.mode == "suction" and remaining <= 3 * R.CONTROL_DT:
                 mode_cmd = "suction"        # pump on just before contact, like a real cell
             if remaining <= 0 and self.plan.mode == "suction":
+                # The creep is a guarded move: constant speed, aimed past the planned point,
+                # ended by the seal. A move that slowed to a stop *at* the planned point
+                # would teach the policy to stop where it believes the surface is, and on a
+                # transparent item (no depth) that belief can be centimetres too high.
                 start = self.segment.end
-                duration = max(R.CONTROL_DT, np.linalg.norm(self.plan.point - start) / CREEP_SPEED)
-                self.segment = Segment(start, self.plan.point, self.segment.q1, self.segment.q1, duration)
+                end = self.plan.point + self.plan.approach * CREEP_OVERRUN
+                duration = max(R.CONTROL_DT, np.linalg.norm(end - start) / CREEP_SPEED)
+                self.segment = Segment(start, end, self.segment.q1, self.segment.q1, duration, constant_speed=True)
                 self.phase, self.t = "creep", 0.0
             elif remaining <= 0:
                 self.phase, self.dwell = "grasp", 0
