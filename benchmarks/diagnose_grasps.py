@@ -22,7 +22,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pybullet as p
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # solutions/ is not an installed package
@@ -37,12 +36,6 @@ from solutions.training import load_policy_model  # noqa: E402
 GROUNDING_ERROR_M = 0.10   # lowest point this far from the planned grasp: it went for another item
 
 
-def grasp_point(env) -> np.ndarray:
-    """World position (3,) of the gripper's grasp target (between the finger pads)."""
-    u = env.unwrapped
-    return np.array(p.getLinkState(u.robot, R.GRASP_TARGET_LINK, physicsClientId=u.client)[4])
-
-
 def diagnose_episode(env, policy: VLAPolicy, plan: dict, split: str) -> dict:
     """Run one episode; return its outcome and the closest approach to the planned grasp."""
     obs, info = env.reset(seed=plan["seed"], options={"object": plan["object"], "split": split,
@@ -55,7 +48,7 @@ def diagnose_episode(env, policy: VLAPolicy, plan: dict, split: str) -> dict:
         action = policy.select_action(obs)
         mode = R.GRIPPER_MODES[int(np.argmax(action[R.NUM_ARM_JOINTS:]))]
         modes[mode] += 1
-        offset = grasp_point(env) - expert_plan.point
+        offset = R.grasp_target_pose(env.unwrapped.client, env.unwrapped.robot)[0] - expert_plan.point
         if offset[2] < lowest["dz"]:
             lowest = {"dz": float(offset[2]), "dxy": float(np.hypot(*offset[:2])), "mode": mode, "step": step}
         obs, _, terminated, truncated, info = env.step(action)

@@ -36,8 +36,8 @@ DESCEND_TIME = 0.5          # s
 LIFT_TIME = 0.9             # s: gentle, so lifting acceleration stays under 0.3 g
 GRASP_DWELL_MAX = 8         # control steps to wait for a seal / pinch before retrying
 CREEP_HEIGHT = (0.01, 0.04)  # m: suction picks stop this far above the grasp point (drawn per pick) ...
-CREEP_SPEED = 0.03          # m/s: ... then creep down with the pump on until the cup seals,
-CREEP_OVERRUN = 0.010       # m: at constant speed, up to this far past the planned point
+CREEP_SPEED = 0.03          # m/s: ... then creep down at constant speed with the pump on until the cup seals,
+CREEP_OVERRUN = 0.010       # m: going at most this far past the planned point
 SUCTION_GAP = 0.004         # m between the cup lip and the surface at the grasp point
 FEEDBACK_GAIN = 0.5         # fraction of the tracking error corrected per step
 MAX_RETRIES = 2
@@ -114,9 +114,7 @@ class ScriptedExpert:
 
     def _tcp(self) -> tuple[np.ndarray, np.ndarray]:
         """Current grasp-point position (3,) and tool quaternion (4,)."""
-        c, r = self.env.client, self.env.robot
-        state = p.getLinkState(r, R.GRASP_TARGET_LINK, computeForwardKinematics=True, physicsClientId=c)
-        return np.array(state[4]), np.array(state[5])
+        return R.grasp_target_pose(self.env.client, self.env.robot)
 
     def grasp_plan(self) -> GraspPlan:
         """Where and how to grasp the target, from privileged state."""
@@ -328,7 +326,7 @@ class ScriptedExpert:
                 here = self._tcp()[0]
                 self.segment = Segment(here, here, self.segment.q1, self.segment.q1, R.CONTROL_DT)
             if sealed or self.t >= self.segment.duration:
-                self.phase, self.dwell = "grasp", 0   # sealed (lifts below) or at the planned point: wait as before
+                self.phase, self.dwell = "grasp", 0   # sealed (lifts below), or no seal by the creep's end: wait, then retry
         if self.phase == "grasp":
             mode_cmd = self.plan.mode
             self.dwell += 1

@@ -128,6 +128,13 @@ def hand_pose(client: int, robot: int) -> tuple[np.ndarray, np.ndarray]:
     return pos, rot
 
 
+def grasp_target_pose(client: int, robot: int) -> tuple[np.ndarray, np.ndarray]:
+    """World pose of the grasp target between the finger pads (the IK point):
+    (position (3,), tool quaternion (4,))."""
+    state = p.getLinkState(robot, GRASP_TARGET_LINK, computeForwardKinematics=True, physicsClientId=client)
+    return np.array(state[4]), np.array(state[5])
+
+
 def suction_tip(client: int, robot: int) -> np.ndarray:
     """World position (3,) of the suction-cup lip; its approach axis is the hand's +z."""
     pos, rot = hand_pose(client, robot)
