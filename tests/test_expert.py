@@ -48,6 +48,32 @@ def test_suction_picks_end_with_a_slow_creep_until_the_cup_seals(env):
     assert max(pressures) < 1.0              # it creeps only while the cup has not sealed yet
 
 
+@pytest.mark.parametrize("name, split, mode", [("medium_clear_jar_01", "novel", "suction"),
+                                               ("small_brown_toy_04", "novel", "parallel_jaw")])
+def test_the_arm_holds_still_after_the_seal_or_pinch_before_lifting(env, name, split, mode):
+    """The policy executes 4 predicted steps at a time: a lift right after the seal would
+    let a chunk predicted *before* an expected seal end in a lift (the arm bobs up above a
+    clear item instead of creeping on). So the demonstrations hold still first."""
+    from novapick.sim.expert import SETTLE_STEPS, ScriptedExpert
+
+    obs, _ = env.reset(seed=4, options={"object": name, "split": split, "n_items": 1})
+    expert = ScriptedExpert(env, seed=4)
+    assert expert.plan.mode == mode
+    heights, held = [], []
+    for _ in range(150):
+        action = expert.act(obs)
+        heights.append(expert._tcp()[0][2])
+        held.append(env.unwrapped.gripper.state.held_body is not None)
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    assert info["success"]
+    first = held.index(True)
+    still = np.abs(np.array(heights[first:first + SETTLE_STEPS + 1]) - heights[first])
+    assert SETTLE_STEPS >= 4 and still.max() < 0.002, still          # no lift while settling
+    assert heights[first + SETTLE_STEPS + 4] > heights[first] + 0.003  # then it lifts
+
+
 def test_perturbed_episode_differs_but_keeps_clean_labels(env):
     clean = record_expert_episode(env, seed=8, object_name=None, split="known", n_items=2)
     noisy = record_expert_episode(env, seed=8, object_name=None, split="known", n_items=2, perturb=True)

@@ -4,7 +4,7 @@ It reads the ground-truth target pose and attributes (which no policy sees), pic
 best gripper mode, and drives the arm through minimum-jerk segments (suction picks end
 with a slow guarded creep until the cup seals):
 
-    approach (above the target) -> descend -> [creep, suction only] -> grasp (dwell) -> lift
+    approach (above the target) -> descend -> [creep, suction only] -> grasp (dwell, settle) -> lift
 
 Each control step it converts the Cartesian reference into joint angles with inverse
 kinematics and emits **exactly the policy's action format**: 7 normalised joint
@@ -35,6 +35,7 @@ APPROACH_SPEED = 0.45       # m/s average along a segment
 DESCEND_TIME = 0.5          # s
 LIFT_TIME = 0.9             # s: gentle, so lifting acceleration stays under 0.3 g
 GRASP_DWELL_MAX = 8         # control steps to wait for a seal / pinch before retrying
+SETTLE_STEPS = 4            # control steps held still once sealed / pinched, before the lift (see act)
 CREEP_HEIGHT = (0.01, 0.04)  # m: suction picks stop this far above the grasp point (drawn per pick) ...
 CREEP_SPEED = 0.03          # m/s: ... then creep down at constant speed with the pump on until the cup seals,
 CREEP_OVERRUN = 0.010       # m: going at most this far past the planned point
@@ -106,6 +107,7 @@ class ScriptedExpert:
     def reset(self) -> None:
         """Call after ``env.reset``: plans the approach from the current state."""
         self.phase, self.t, self.dwell, self.retries = "approach", 0.0, 0, 0
+        self.settled = 0   # consecutive grasp-phase steps with the item held
         self._ik_bias, self._last_ref = np.zeros(3), None
         self.plan: GraspPlan | None = None
         self.segment: Segment | None = None
@@ -330,11 +332,20 @@ class ScriptedExpert:
         if self.phase == "grasp":
             mode_cmd = self.plan.mode
             self.dwell += 1
-            if self.env.gripper.state.held_body is not None:
+            # Hold still for SETTLE_STEPS once the gauge reports a hold (a real cell waits
+            # for the vacuum / grip force to build). Why it matters for imitation: a policy
+            # predicts 16 steps but executes only 4. If the lift followed the seal at once,
+            # a chunk predicted a step before an *expected* seal would end in "lift", and
+            # executing it without the seal makes the arm bob up (measured on transparent
+            # items: creep 2-3 steps, rise 1-2, never reaching the surface). With the
+            # settle at least as long as the 4 executed steps, any executed lift comes
+            # after a seal the policy has observed.
+            self.settled = self.settled + 1 if self.env.gripper.state.held_body is not None else 0
+            if self.settled > SETTLE_STEPS:
                 end = self.segment.end + np.array([0, 0, LIFT_HEIGHT])
                 self.segment = Segment(self.segment.end, end, self.segment.q1, self.segment.q1, LIFT_TIME)
                 self.phase, self.t = "lift", 0.0
-            elif self.dwell > GRASP_DWELL_MAX:
+            elif not self.settled and self.dwell > GRASP_DWELL_MAX:
                 return self._retry()
         if self.phase == "lift":
             mode_cmd = self.plan.mode
