@@ -328,7 +328,8 @@ class ScriptedExpert:
                 here = self._tcp()[0]
                 self.segment = Segment(here, here, self.segment.q1, self.segment.q1, R.CONTROL_DT)
             if sealed or self.t >= self.segment.duration:
-                self.phase, self.dwell = "grasp", 0   # sealed (lifts below), or no seal by the creep's end: wait, then retry
+                # sealed: settle, then lift (below); no seal by the creep's end: wait, then retry
+                self.phase, self.dwell = "grasp", 0
         if self.phase == "grasp":
             mode_cmd = self.plan.mode
             self.dwell += 1
