@@ -12,6 +12,12 @@ there against the expert's mode, and how many steps each mode was commanded:
 Reading it: ``dxy`` of 10+ cm is a grounding error (the wrong item); small ``dxy`` with
 ``dz`` of 1-4 cm on a suction pick is a hover above the surface; a mode that differs from
 the expert's is a wrong mode choice. The last line is a JSON summary with these counts.
+
+``--trace NAME[,NAME]`` also prints, for those objects, every step within 8 cm above the
+planned grasp (height, horizontal offset, vertical speed of the grasp target, commanded
+mode, suction gauge, actions left in the policy's queue) and, at a safety stop, which
+robot links pressed on which bodies: how the 4-executed-steps bobbing above clear items
+and the early descent collisions were found.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pybullet as p
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # solutions/ is not an installed package
@@ -34,16 +41,30 @@ from solutions.evaluation import MAX_STEPS, VLAPolicy, plan_episodes  # noqa: E4
 from solutions.training import load_policy_model  # noqa: E402
 
 GROUNDING_ERROR_M = 0.10   # lowest point this far from the planned grasp: it went for another item
+TRACE_BELOW_M = 0.08       # --trace prints the steps with the grasp target this close above the plan
 
 
-def diagnose_episode(env, policy: VLAPolicy, plan: dict, split: str) -> dict:
-    """Run one episode; return its outcome and the closest approach to the planned grasp."""
+def contact_report(env) -> list[tuple[str, str, float]]:
+    """(robot link, touched body, normal force N) for every robot contact above 5 N."""
+    u = env.unwrapped
+    names = {body: spec.name for body, spec in u.specs.items()}    # the bin's items; others: floor, bin walls
+    names[u.target.body] = f"target {names.get(u.target.body, '')}"
+    links = {j: p.getJointInfo(u.robot, j, physicsClientId=u.client)[12].decode()
+             for j in range(p.getNumJoints(u.robot, physicsClientId=u.client))}
+    return [(links.get(c[3], str(c[3])), names.get(c[2], f"body {c[2]}"), round(c[9], 1))
+            for c in p.getContactPoints(bodyA=u.robot, physicsClientId=u.client) if c[9] > 5.0]
+
+
+def diagnose_episode(env, policy: VLAPolicy, plan: dict, split: str, trace: bool = False) -> dict:
+    """Run one episode; return its outcome and the closest approach to the planned grasp
+    (``trace``: print the steps near the item, see the module docstring)."""
     obs, info = env.reset(seed=plan["seed"], options={"object": plan["object"], "split": split,
                                                       "n_items": plan["n_items"]})
     policy.reset(plan["seed"])
     expert_plan = ScriptedExpert(env).plan          # where the expert would grasp this bin
     lowest = {"dz": np.inf}
     modes: Counter = Counter()
+    previous_z = None
     for step in range(MAX_STEPS):
         action = policy.select_action(obs)
         mode = R.GRIPPER_MODES[int(np.argmax(action[R.NUM_ARM_JOINTS:]))]
@@ -51,9 +72,17 @@ def diagnose_episode(env, policy: VLAPolicy, plan: dict, split: str) -> dict:
         offset = R.grasp_target_pose(env.unwrapped.client, env.unwrapped.robot)[0] - expert_plan.point
         if offset[2] < lowest["dz"]:
             lowest = {"dz": float(offset[2]), "dxy": float(np.hypot(*offset[:2])), "mode": mode, "step": step}
+        if trace and offset[2] < TRACE_BELOW_M:
+            vz = 0.0 if previous_z is None else (offset[2] - previous_z) / R.CONTROL_DT
+            print(f"  step {step:3d} dz={offset[2] * 100:5.2f} cm dxy={np.hypot(*offset[:2]) * 100:4.1f} cm "
+                  f"vz={vz * 100:6.1f} cm/s mode={mode[:4]} gauge={obs['gripper_state'][0]:.2f} "
+                  f"queued={len(policy.queue)}")
+        previous_z = offset[2]
         obs, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             break
+    if trace and info.get("safety_stop"):
+        print(f"  safety stop ({info['safety_stop']}): {contact_report(env)}")
     return {"object": plan["object"], "n_items": plan["n_items"], "outcome": info["failure"] or "success",
             "expert_mode": expert_plan.mode, **lowest, "steps": step + 1, "modes": dict(modes)}
 
@@ -75,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--split", choices=("known", "novel"), default="novel")
     ap.add_argument("--objects", type=int, default=50, help="first N objects of the split, one episode each")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--trace", default="", help="comma-separated object names to trace step by step")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     if not Path(args.checkpoint).exists():
@@ -84,9 +114,13 @@ def main(argv: list[str] | None = None) -> dict:
     policy = VLAPolicy(model, mcfg, stats, seed=args.seed)
     env = make_env(mcfg.image_size)
     names = [o.name for o in load_catalog().split(args.split)][:args.objects]
+    traced = set(filter(None, args.trace.split(",")))
+    if traced - set(names):
+        raise SystemExit(f"--trace: not among the first {args.objects} {args.split} objects: "
+                         f"{sorted(traced - set(names))}")
     rows = []
     for plan in plan_episodes(names, 1, (1, 5), args.seed):
-        r = diagnose_episode(env, policy, plan, args.split)
+        r = diagnose_episode(env, policy, plan, args.split, trace=plan["object"] in traced)
         rows.append(r)
         print(f"{r['object'][:24]:24s} n={r['n_items']} {r['outcome']:12s} expert={r['expert_mode'][:4]} "
               f"lowest: dxy={r['dxy'] * 100:4.1f} cm dz={r['dz'] * 100:5.1f} cm mode={r['mode'][:4]} "
