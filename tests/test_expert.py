@@ -55,6 +55,7 @@ def test_the_arm_holds_still_after_the_seal_or_pinch_before_lifting(env, name, s
     let a chunk predicted *before* an expected seal end in a lift (the arm bobs up above a
     clear item instead of creeping on). So the demonstrations hold still first."""
     from novapick.sim.expert import SETTLE_STEPS, ScriptedExpert
+    from solutions.evaluation import EXECUTE_STEPS
 
     obs, _ = env.reset(seed=4, options={"object": name, "split": split, "n_items": 1})
     expert = ScriptedExpert(env, seed=4)
@@ -70,7 +71,7 @@ def test_the_arm_holds_still_after_the_seal_or_pinch_before_lifting(env, name, s
     assert info["success"]
     first = held.index(True)
     still = np.abs(np.array(heights[first:first + SETTLE_STEPS + 1]) - heights[first])
-    assert SETTLE_STEPS >= 4 and still.max() < 0.002, still          # no lift while settling
+    assert SETTLE_STEPS >= EXECUTE_STEPS and still.max() < 0.002, still   # no lift while settling
     assert heights[first + SETTLE_STEPS + 4] > heights[first] + 0.003  # then it lifts
 
 
