@@ -106,6 +106,11 @@ class SmallTextEncoder(nn.Module):
         self.pretrained = False
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        # A training batch of windows repeats each instruction once per step: encode each
+        # distinct one once and copy the result (the same values and gradients, less work)
+        unique, index = torch.unique(tokens, dim=0, return_inverse=True)
+        if len(unique) < len(tokens):
+            return self(unique)[index]
         length = max(1, int((tokens != 0).sum(1).max()))
         tokens = tokens[:, :length]  # drop the all-padding tail: same result, ~7x less work
         pad = tokens == 0                                                  # CLIP pads with 0
