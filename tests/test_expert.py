@@ -26,7 +26,7 @@ def test_recorded_episode_has_the_demonstration_format(env):
 
 
 def test_suction_picks_end_with_a_slow_creep_until_the_cup_seals(env):
-    from novapick.sim.expert import CREEP_SPEED, ScriptedExpert
+    from novapick.sim.expert import CREEP_SPEED, FOLLOW_THROUGH_STEPS, ScriptedExpert
 
     obs, _ = env.reset(seed=4, options={"object": "medium_clear_jar_01", "split": "novel", "n_items": 1})
     expert = ScriptedExpert(env, seed=4)
@@ -45,7 +45,8 @@ def test_suction_picks_end_with_a_slow_creep_until_the_cup_seals(env):
     # a guarded move at constant speed until the seal (not a move that speeds up and then
     # slows to a stop at the planned height, which the policy cannot see on a clear item)
     np.testing.assert_allclose(drops, CREEP_SPEED * R.CONTROL_DT, rtol=0.2)
-    assert max(pressures) < 1.0              # it creeps only while the cup has not sealed yet
+    # it creeps while the cup has not sealed yet, and then only for the follow-through
+    assert sum(p == 1.0 for p in pressures) == FOLLOW_THROUGH_STEPS and pressures[0] < 1.0
 
 
 @pytest.mark.parametrize("name, split, mode", [("medium_clear_jar_01", "novel", "suction"),
@@ -54,7 +55,7 @@ def test_the_arm_holds_still_after_the_seal_or_pinch_before_lifting(env, name, s
     """The policy executes 4 predicted steps at a time: a lift right after the seal would
     let a chunk predicted *before* an expected seal end in a lift (the arm bobs up above a
     clear item instead of creeping on). So the demonstrations hold still first."""
-    from novapick.sim.expert import SETTLE_STEPS, ScriptedExpert
+    from novapick.sim.expert import FOLLOW_THROUGH_STEPS, SETTLE_STEPS, ScriptedExpert
     from solutions.evaluation import EXECUTE_STEPS
 
     obs, _ = env.reset(seed=4, options={"object": name, "split": split, "n_items": 1})
@@ -70,9 +71,36 @@ def test_the_arm_holds_still_after_the_seal_or_pinch_before_lifting(env, name, s
             break
     assert info["success"]
     first = held.index(True)
+    if mode == "suction":   # the creep's follow-through comes first (see the next test)
+        first += FOLLOW_THROUGH_STEPS
     still = np.abs(np.array(heights[first:first + SETTLE_STEPS + 1]) - heights[first])
     assert SETTLE_STEPS >= EXECUTE_STEPS and still.max() < 0.002, still   # no lift while settling
     assert heights[first + SETTLE_STEPS + 4] > heights[first] + 0.003  # then it lifts
+
+
+def test_the_creep_follows_through_the_seal_so_chunks_before_it_keep_creeping(env):
+    """A chunk predicted before the seal must not stop short of it: every step the creep
+    takes unsealed is followed by >= EXECUTE_STEPS - 1 more steps down (the follow-through
+    once the gauge says sealed), so the 4 executed steps of such a chunk go on down."""
+    from novapick.sim.expert import CREEP_SPEED, FOLLOW_THROUGH_STEPS, ScriptedExpert
+    from solutions.evaluation import EXECUTE_STEPS
+
+    obs, _ = env.reset(seed=4, options={"object": "medium_clear_jar_01", "split": "novel", "n_items": 1})
+    expert = ScriptedExpert(env, seed=4)
+    heights, phases, sealed = [], [], []
+    for _ in range(150):
+        action = expert.act(obs)
+        heights.append(expert._tcp()[0][2])
+        phases.append(expert.phase)
+        sealed.append(obs["gripper_state"][0] == 1.0)
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    assert info["success"] and FOLLOW_THROUGH_STEPS >= EXECUTE_STEPS - 1
+    first = sealed.index(True)
+    drops = -np.diff(heights[first - 1:first + FOLLOW_THROUGH_STEPS + 1])
+    np.testing.assert_allclose(drops, CREEP_SPEED * R.CONTROL_DT, rtol=0.25)   # on down once sealed ...
+    assert phases[first + FOLLOW_THROUGH_STEPS] == "grasp"                    # ... then the settle
 
 
 def test_perturbed_episode_differs_but_keeps_clean_labels(env):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-GENERATOR_VERSION = "novapick-synthetic-1.4"  # bump when the simulator or expert changes what is generated
+GENERATOR_VERSION = "novapick-synthetic-1.5"  # bump when the simulator or expert changes what is generated
 DEPTH_SCALE_M = 0.001            # uint16 depth unit: 1 mm
 DEPTH_MAX_M = 2.0                # normalised depth = depth_m / DEPTH_MAX_M, clipped to [0, 1]
 CHUNK_SIZE = 16

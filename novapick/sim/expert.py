@@ -4,7 +4,7 @@ It reads the ground-truth target pose and attributes (which no policy sees), pic
 best gripper mode, and drives the arm through minimum-jerk segments (suction picks end
 with a slow guarded creep until the cup seals):
 
-    approach (above the target) -> descend -> [creep, suction only] -> grasp (dwell, settle) -> lift
+    approach (above the target) -> descend -> [creep, suction only, through the seal] -> grasp (dwell, settle) -> lift
 
 Each control step it converts the Cartesian reference into joint angles with inverse
 kinematics and emits **exactly the policy's action format**: 7 normalised joint
@@ -36,6 +36,7 @@ DESCEND_TIME = 0.5          # s
 LIFT_TIME = 0.9             # s: gentle, so lifting acceleration stays under 0.3 g
 GRASP_DWELL_MAX = 8         # control steps to wait for a seal / pinch before retrying
 SETTLE_STEPS = 4            # control steps held still once sealed / pinched, before the lift (see act)
+FOLLOW_THROUGH_STEPS = 3    # control steps the creep goes on once sealed, before the settle (see act)
 CREEP_HEIGHT = (0.01, 0.04)  # m: suction picks stop this far above the grasp point (drawn per pick) ...
 CREEP_SPEED = 0.03          # m/s: ... then creep down at constant speed with the pump on until the cup seals,
 CREEP_OVERRUN = 0.010       # m: going at most this far past the planned point
@@ -108,6 +109,7 @@ class ScriptedExpert:
         """Call after ``env.reset``: plans the approach from the current state."""
         self.phase, self.t, self.dwell, self.retries = "approach", 0.0, 0, 0
         self.settled = 0   # consecutive grasp-phase steps with the item held
+        self.sealed_steps = 0   # consecutive creep steps with the cup sealed (the follow-through)
         self._ik_bias, self._last_ref = np.zeros(3), None
         self.plan: GraspPlan | None = None
         self.segment: Segment | None = None
@@ -324,12 +326,23 @@ class ScriptedExpert:
         if self.phase == "creep":
             mode_cmd = "suction"
             sealed = self.env.gripper.state.held_body is not None
-            if sealed:   # lift from where the cup sealed, not from the planned point below it
-                here = self._tcp()[0]
+            self.sealed_steps = self.sealed_steps + 1 if sealed else 0
+            # Follow-through: the creep goes on for FOLLOW_THROUGH_STEPS once sealed (the
+            # bellows compresses; the seal triggers with the lip up to 1 cm above the
+            # surface, so it is still clear of it). Why: a policy executes 4 of its 16
+            # predicted steps. Were the arm still right after the seal, a chunk predicted
+            # just before an *expected* seal would start with 1-2 creep steps and then
+            # stand still, and on a clear item (no depth, so no exact height) the policy
+            # would expect the seal at every replan: creeping a step or two per replan, or
+            # hovering. With the follow-through, any chunk predicted before the seal
+            # starts with >= 3 creep steps, so the arm keeps going down until the gauge
+            # says sealed.
+            if sealed and (self.sealed_steps > FOLLOW_THROUGH_STEPS or self.t >= self.segment.duration):
+                here = self._tcp()[0]   # settle and lift from here, not from the planned point
                 self.segment = Segment(here, here, self.segment.q1, self.segment.q1, R.CONTROL_DT)
-            if sealed or self.t >= self.segment.duration:
-                # sealed: settle, then lift (below); no seal by the creep's end: wait, then retry
                 self.phase, self.dwell = "grasp", 0
+            elif not sealed and self.t >= self.segment.duration:
+                self.phase, self.dwell = "grasp", 0   # no seal by the creep's end: wait, then retry
         if self.phase == "grasp":
             mode_cmd = self.plan.mode
             self.dwell += 1
