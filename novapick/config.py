@@ -79,11 +79,6 @@ class TrainConfig:
     kl_balance: float = 0.8        # DreamerV3: 80 % of the KL gradient trains the prior
     ema_decay: float = 0.999
     seed: int = 0
-    # DAgger (beyond the case study): after dagger_at x total_steps, the policy drives
-    # dagger_episodes episodes on the *training* objects, the scripted expert takes over at
-    # a random step and its corrections join the training data for the remaining steps.
-    dagger_episodes: int = 0
-    dagger_at: float = 0.7
 
     def __post_init__(self) -> None:
         if not 0 < self.min_lr <= self.lr:
@@ -99,9 +94,6 @@ class TrainConfig:
         if min(self.lambda_pose, self.lambda_ground) < 0:
             raise ValueError(f"loss weights must be >= 0, got lambda_pose={self.lambda_pose}, "
                              f"lambda_ground={self.lambda_ground}")
-        if self.dagger_episodes < 0 or not 0.0 < self.dagger_at < 1.0:
-            raise ValueError(f"need dagger_episodes >= 0 and 0 < dagger_at < 1, got {self.dagger_episodes}, "
-                             f"{self.dagger_at}")
         if not 0.0 <= self.kl_balance <= 1.0:
             raise ValueError(f"kl_balance must be in [0, 1], got {self.kl_balance}")
 

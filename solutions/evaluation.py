@@ -144,20 +144,6 @@ class VLAPolicy:
         return np.clip(action, [-1] * 7 + [-np.inf] * 3, [1] * 7 + [np.inf] * 3)
 
 
-def load_policy(checkpoint: str | Path, temperature: float = DEFAULT_TEMPERATURE, threads: int | None = 1,
-                seed: int = 0) -> VLAPolicy:
-    """A closed-loop policy from a training checkpoint (EMA weights, the statistics saved
-    beside it). ``threads``: torch threads of this process (1: one core per worker)."""
-    from solutions.training import load_policy_model
-
-    if threads:
-        torch.set_num_threads(threads)
-    checkpoint = Path(checkpoint)
-    model, mcfg = load_policy_model(checkpoint)
-    return VLAPolicy(model, mcfg, NormStats.load(checkpoint.parent / "stats.json"), seed=seed,
-                     temperature=temperature)
-
-
 def run_episode(policy: VLAPolicy, env, seed: int, options: dict, max_steps: int = MAX_STEPS,
                 frames: list | None = None, video: list | None = None, video_every: int = 2) -> dict:
     """One closed-loop episode; returns the final info plus the actions' smoothness.

@@ -438,47 +438,12 @@ def _distributed() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), world
 
 
-def make_window_loader(store, stats, tcfg: TrainConfig, image_size: int, rank: int = 0, world: int = 1):
-    """Shuffled, seeded batches of training windows (successful episodes only) of an
-    EpisodeStore; each of ``world`` processes gets its own share. Returns (loader, sampler)."""
-    from novapick.data.dataset import EpisodeWindows, _Batched
-
-    windows = EpisodeWindows(store, stats, tcfg.seq_len, image_size, only_success=True)
-    sampler = torch.utils.data.DistributedSampler(windows, world, rank, shuffle=True, seed=tcfg.seed) \
-        if world > 1 else torch.utils.data.RandomSampler(windows, generator=torch.Generator().manual_seed(tcfg.seed))
-    loader = DataLoader(_Batched(windows, as_tuple=False),
-                        sampler=torch.utils.data.BatchSampler(sampler, tcfg.batch_size, drop_last=True),
-                        batch_size=None, collate_fn=lambda b: b)
-    return loader, sampler
-
-
-def collect_dagger_corrections(checkpoint: Path, out: Path, tcfg: TrainConfig, image_size: int,
-                               workers: int = 2) -> dict:
-    """DAgger: the policy of ``checkpoint`` drives ``tcfg.dagger_episodes`` episodes on the
-    training objects (bins of 1-5 items, seeds of their own), the scripted expert takes
-    over after 4-48 steps and its corrections are written to ``out`` as a dataset
-    (resumable; see novapick.data.writer.GenerationConfig). Returns its info.json."""
-    from novapick.data.generate import generate
-    from novapick.data.writer import GenerationConfig
-
-    # seed + 1000: bins the demonstrations never showed, and never the evaluation's (which
-    # draws from plan_episodes on other objects and seeds)
-    cfg = GenerationConfig(episodes=tcfg.dagger_episodes, split="known", seed=tcfg.seed + 1000,
-                           image_size=image_size, perturb_fraction=0.0, policy_checkpoint=str(checkpoint))
-    return generate(cfg, out, workers=workers)
-
-
 def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: int | None = None,
           batch_size: int | None = None, seq_len: int | None = None, seed: int = 0,
-          device: str | None = None, resume: bool = True, log_every: int = 10, lr: float | None = None,
-          dagger_episodes: int | None = None, workers: int = 2) -> dict:
-    """Train the VLA from scratch or resume from ``out``/last.pt; returns a summary.
+          device: str | None = None, resume: bool = True, log_every: int = 10, lr: float | None = None) -> dict:
+    """Train the VLA from scratch or resume from ``out``/last.pt; returns a summary."""
+    from novapick.data.dataset import EpisodeWindows, EpisodeStore, _Batched, load_stats
 
-    With DAgger (``dagger_episodes`` > 0, the quick profile's default): train on
-    ``data_dirs`` until ``dagger_at`` of the steps, save that policy as
-    ``out``/dagger_policy.pt, collect its corrections into ``out``/dagger (``workers``
-    processes) and train the remaining steps on both. Same schedule and optimiser
-    throughout; resuming picks up in either phase."""
     rank, world = _distributed()
     prof = get_profile(profile)
     mcfg, tcfg = prof.model, prof.train
@@ -486,18 +451,21 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
     tcfg.lr = lr or tcfg.lr
     tcfg.warmup_steps = min(tcfg.warmup_steps, tcfg.total_steps // 10)
     tcfg.batch_size, tcfg.seq_len, tcfg.seed = batch_size or tcfg.batch_size, seq_len or tcfg.seq_len, seed
-    tcfg.dagger_episodes = tcfg.dagger_episodes if dagger_episodes is None else dagger_episodes
     mcfg.context_steps = tcfg.seq_len  # the policy replays windows of the length it was trained on
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(seed)  # same initial weights everywhere (rank 0's are broadcast too)
     out = Path(out)
 
-    from novapick.data.dataset import EpisodeStore, load_stats
-
     store = EpisodeStore(data_dirs)
     stats = load_stats(data_dirs[0], store)
     if rank == 0:
         stats.save(out / "stats.json")  # the policy normalises its inputs with these
+    windows = EpisodeWindows(store, stats, tcfg.seq_len, mcfg.image_size, only_success=True)
+    sampler = torch.utils.data.DistributedSampler(windows, world, rank, shuffle=True, seed=seed) if world > 1 \
+        else torch.utils.data.RandomSampler(windows, generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(_Batched(windows, as_tuple=False),
+                        sampler=torch.utils.data.BatchSampler(sampler, tcfg.batch_size, drop_last=True),
+                        batch_size=None, collate_fn=lambda b: b)
 
     model = {k: m.to(dev) for k, m in build_model(mcfg).items()}
     model["action_scaler"].set_stats(stats.action_mean, stats.action_std)
@@ -532,48 +500,22 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
         if step % log_every == 0 or step == tcfg.total_steps:
             history.append({"step": step, **logs})
 
-    # phases: (datasets, train until this step)
-    dagger_step = round(tcfg.dagger_at * tcfg.total_steps)
-    dagger_dir, dagger_policy = out / "dagger", out / "dagger_policy.pt"
-    phases = [(list(data_dirs), tcfg.total_steps)]
-    if tcfg.dagger_episodes:
-        phases = [(list(data_dirs), dagger_step), (list(data_dirs) + [str(dagger_dir)], tcfg.total_steps)]
-    dagger: dict = {}
-    windows = 0
+    epoch = 0
     bar = tqdm(total=tcfg.total_steps, initial=step, desc="train", disable=rank != 0)
-    for phase, (dirs, until) in enumerate(phases):
-        if step >= until:
-            continue
-        if phase == 1:
-            t0 = time.perf_counter()
-            if rank == 0:
-                if not dagger_policy.exists():
-                    save_checkpoint(dagger_policy, model, ema, optimizer, scheduler, step, history, mcfg, tcfg)
-                info = collect_dagger_corrections(dagger_policy, dagger_dir, tcfg, mcfg.image_size, workers)
-                dagger = {"episodes": info["episodes"], "frames": info["frames"],
-                          "expert_success": info["expert_success_rate"], "collect_s": time.perf_counter() - t0,
-                          "at_step": step, "dir": str(dagger_dir)}
-            if world > 1:
-                torch.distributed.barrier()  # the other ranks wait for rank 0's corrections
-        store = store if phase == 0 else EpisodeStore(dirs)
-        loader, sampler = make_window_loader(store, stats, tcfg, mcfg.image_size, rank, world)
-        windows = len(loader.dataset)
-        epoch = 0
-        while step < until:
-            if world > 1:
-                sampler.set_epoch(epoch)
-            before = step
-            train_one_epoch(model, loader, optimizer, scheduler, dev, epoch, tcfg,
-                            max_steps=until - step, on_step=on_step)
-            bar.update(step - before)
-            epoch += 1
-            if rank == 0:
-                save_checkpoint(last, model, ema, optimizer, scheduler, step, history, mcfg, tcfg)
+    while step < tcfg.total_steps:
+        if world > 1:
+            sampler.set_epoch(epoch)
+        before = step
+        train_one_epoch(model, loader, optimizer, scheduler, dev, epoch, tcfg,
+                        max_steps=tcfg.total_steps - step, on_step=on_step)
+        bar.update(step - before)
+        epoch += 1
+        if rank == 0:
+            save_checkpoint(last, model, ema, optimizer, scheduler, step, history, mcfg, tcfg)
     bar.close()
     train_s = time.perf_counter() - start
     summary = {"steps": step, "train_s": train_s, "steps_per_s": (step - start_step) / max(train_s, 1e-9),
-               "final": history[-1] if history else {}, "windows": windows, "world_size": world,
-               "dagger": dagger,
+               "final": history[-1] if history else {}, "windows": len(windows), "world_size": world,
                "params": {k: sum(p.numel() for p in _unwrap(m).parameters()) for k, m in model.items()}}
     if rank == 0:
         save_checkpoint(last, model, ema, optimizer, scheduler, step, history, mcfg, tcfg)
@@ -597,12 +539,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, help="peak learning rate (default: the profile's)")
     ap.add_argument("--device")
     ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--dagger-episodes", type=int, help="DAgger correction episodes (default: the profile's; 0 = off)")
-    ap.add_argument("--workers", type=int, default=2, help="processes collecting DAgger corrections")
     args = ap.parse_args(argv)
     summary = train(args.data, args.out, args.profile, args.steps, args.batch_size, args.seq_len, args.seed,
-                    args.device, resume=not args.no_resume, lr=args.lr, dagger_episodes=args.dagger_episodes,
-                    workers=args.workers)
+                    args.device, resume=not args.no_resume, lr=args.lr)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary))
     return summary

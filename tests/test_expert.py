@@ -103,61 +103,6 @@ def test_the_creep_follows_through_the_seal_so_chunks_before_it_keep_creeping(en
     assert phases[first + FOLLOW_THROUGH_STEPS] == "grasp"                    # ... then the settle
 
 
-def test_take_over_mid_descent_continues_down_instead_of_climbing_back(env):
-    """DAgger labels: an expert taking over a policy on its way down must correct from there
-    (a climb back to the approach height would teach the policy a detour)."""
-    from novapick.sim.expert import ScriptedExpert
-
-    obs, _ = env.reset(seed=5, options={"object": "small_brown_toy_04", "split": "novel", "n_items": 1})
-    assert ScriptedExpert(env, seed=5).take_over() == "approach"         # from the home pose: approach
-    driver = ScriptedExpert(env, seed=5)
-    while not (driver.phase == "descend" and driver.t > 0.2):            # part-way down
-        obs, *_ = env.step(driver.act(obs))
-    expert = ScriptedExpert(env, seed=5)
-    assert expert.take_over() == "descend"
-    start = expert._tcp()[0][2]
-    heights = []
-    for _ in range(100):
-        obs, _, terminated, truncated, info = env.step(expert.act(obs))
-        heights.append(expert._tcp()[0][2])
-        if terminated or truncated:
-            break
-    assert info["success"]
-    lowest = int(np.argmin(heights))                                     # the grasp
-    assert max(heights[:lowest + 1]) < start + 0.005 and np.diff(heights[:lowest + 1]).max() < 0.003
-    assert start - heights[lowest] > 0.03                                 # it went on down from there
-
-
-def test_corrections_of_a_policy_are_recorded_from_the_takeover(env):
-    """A policy drives first (unrecorded), the expert's steps from the takeover are the
-    episode; a policy that ends the episode itself is replayed and taken over earlier."""
-    from novapick.sim.rollout import TAKEOVER_MARGIN
-
-    class Still:   # holds the arm still
-        def reset(self, seed):
-            pass
-
-        def select_action(self, obs):
-            return np.r_[np.zeros(7), 0.0, 0.0, 1.0]
-
-    class IntoTheLimit(Still):   # wrist joint 6 against its upper limit: a safety stop
-        def select_action(self, obs):
-            return np.r_[np.zeros(5), 1.0, 0.0, 0.0, 0.0, 1.0]
-
-    ep = record_expert_episode(env, seed=3, object_name=None, split="known", n_items=2, policy=Still(),
-                               takeover_step=6)
-    assert ep.meta["success"] and ep.meta["takeover_step"] == 6 and ep.meta["takeover"] == "approach"
-    np.testing.assert_allclose(ep.proprio[0, :7], R.HOME_JOINTS, atol=1e-2)   # still: where it started
-    obs, _ = env.reset(seed=3, options={"split": "known", "n_items": 2})
-    for stopped in range(1, 40):
-        obs, _, terminated, *_ = env.step(IntoTheLimit().select_action(obs))
-        if terminated:
-            break
-    ep = record_expert_episode(env, seed=3, object_name=None, split="known", n_items=2, policy=IntoTheLimit(),
-                               takeover_step=40)
-    assert ep.meta["takeover_step"] == stopped - TAKEOVER_MARGIN and len(ep) > 10
-
-
 def test_perturbed_episode_differs_but_keeps_clean_labels(env):
     clean = record_expert_episode(env, seed=8, object_name=None, split="known", n_items=2)
     noisy = record_expert_episode(env, seed=8, object_name=None, split="known", n_items=2, perturb=True)

@@ -68,22 +68,6 @@ def test_train_checkpoints_resumes_and_plots(data_dir, tmp_path):
     assert set(model) >= {"encoder", "rssm", "flow_head"} and mcfg.image_size == 64
 
 
-def test_dagger_collects_the_policys_corrections_and_trains_on_them(data_dir, tmp_path):
-    from novapick.data.check import check_dataset
-
-    summary = train([str(data_dir)], tmp_path, "quick", steps=6, batch_size=2, seq_len=4, dagger_episodes=2,
-                    workers=1)
-    dagger = summary["dagger"]
-    assert summary["steps"] == 6 and dagger["at_step"] == round(get_profile("quick").train.dagger_at * 6)
-    assert dagger["episodes"] == 2 and dagger["frames"] > 0 and (tmp_path / "dagger_policy.pt").exists()
-    assert check_dataset(tmp_path / "dagger")["problems"] == []
-    generation = json.loads((tmp_path / "dagger" / "meta" / "generation.json").read_text())
-    assert generation["policy_checkpoint"] == str(tmp_path / "dagger_policy.pt") and generation["seed"] == 1000
-    # the second phase trained on demonstrations + corrections
-    assert summary["windows"] > train([str(data_dir)], tmp_path / "plain", "quick", steps=1, batch_size=2,
-                                      seq_len=4, dagger_episodes=0)["windows"]
-
-
 @pytest.mark.slow
 def test_ddp_with_two_processes_completes(data_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}

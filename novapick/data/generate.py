@@ -13,14 +13,6 @@ from novapick.data.schema import GENERATOR_VERSION
 from novapick.data.writer import GenerationConfig, remove_stale_tmp, shard_path, write_metadata, write_shard
 
 
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    if not path.exists():
-        raise SystemExit(f"policy checkpoint {path} does not exist: train the policy first")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _init_worker(image_size: int) -> None:
     import novapick.sim  # noqa: F401 - import PyBullet once per worker process
 
@@ -46,10 +38,7 @@ def generate(cfg: GenerationConfig, out: Path, workers: int = 1, progress: bool 
     # the simulator/expert version is part of the settings: shards of an older generator
     # must not be mixed with new ones on resume
     settings = {**vars(cfg), "generator_version": GENERATOR_VERSION}
-    if cfg.policy_checkpoint:  # corrections of another policy (a retrained checkpoint) are another dataset
-        settings["policy_sha256"] = file_sha256(Path(cfg.policy_checkpoint))
-    # settings added later (DAgger's) take their defaults in an older dataset's record
-    if config_file.exists() and {**vars(GenerationConfig()), **json.loads(config_file.read_text())} != settings:
+    if config_file.exists() and json.loads(config_file.read_text()) != settings:
         raise SystemExit(f"{out} holds a dataset generated with different settings or generator version "
                          f"({config_file.read_text().strip()}); use another --out or delete it")
     config_file.write_text(json.dumps(settings))

@@ -287,31 +287,6 @@ class ScriptedExpert:
         self.segment = Segment(tcp, above, quat, self.plan.orientation, duration)
         self.phase, self.t = "approach", 0.0
 
-    def take_over(self) -> str:
-        """Start from wherever another controller (a policy) left the arm, mid-episode.
-
-        ``reset`` always plans a fresh approach from the current pose. Taking over a
-        policy that is already on its way down that way would first climb back to the
-        approach height: a detour a policy learning from these corrections would copy.
-        Instead, when the grasp point is on the approach line (within 2.5 cm of it, above
-        the grasp, tool turned within ~15 degrees of the plan) the descent continues from
-        here, and a suction pick below its creep start creeps from here. Otherwise (far
-        off, or the wrong turn) it approaches from the current pose as ``reset`` would.
-        Returns the phase it starts in: "approach" or "descend".
-        """
-        self.reset()
-        tcp, quat = self._tcp()
-        offset = tcp - self.plan.point
-        along = float(-offset @ self.plan.approach)          # distance above the grasp point
-        off_line = float(np.linalg.norm(offset + along * self.plan.approach))
-        turned = abs(float(np.dot(quat, self.plan.orientation))) > np.cos(np.radians(15) / 2)
-        if not (turned and off_line < 0.025 and 0.0 <= along <= APPROACH_HEIGHT + 0.02):
-            return "approach"
-        # an approach that is already over: act() starts the descent from here next
-        self.segment = Segment(tcp, tcp, self.plan.orientation, self.plan.orientation, R.CONTROL_DT)
-        self.t = self.segment.duration
-        return "descend"
-
     # ---- acting -----------------------------------------------------------------------
     def act(self, obs=None) -> np.ndarray:
         """Next action (10,) for the current state; ``obs`` is unused (privileged)."""
@@ -328,12 +303,8 @@ class ScriptedExpert:
                 # stop short by a random margin, then creep until the cup seals. The
                 # demonstrations then never show "hover and wait" above an item, only
                 # "keep going down until the vacuum gauge says sealed".
-                # (below that margin already, after a take-over: creep from here)
-                above = max(float((end - start) @ self.plan.approach), 0.0)
-                end = self.plan.point - self.plan.approach * min(self.rng.uniform(*CREEP_HEIGHT), above)
-            distance = float(np.linalg.norm(end - start))
-            # 0.5 s from the approach height; a shorter way down (a take-over) takes less
-            duration = max(DESCEND_TIME * min(1.0, distance / 0.06), distance / 0.25, R.CONTROL_DT)
+                end = self.plan.point - self.plan.approach * self.rng.uniform(*CREEP_HEIGHT)
+            duration = max(DESCEND_TIME, np.linalg.norm(end - start) / 0.25)
             self.segment = Segment(start, end, self.segment.q1, self.plan.orientation, duration)
             self.phase, self.t = "descend", 0.0
         if self.phase == "descend":
