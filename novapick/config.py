@@ -71,6 +71,8 @@ class TrainConfig:
     lambda_pose: float = 1.0       # auxiliary grasp-pose loss (beyond the case study; 0 = its loss exactly)
     lambda_ground: float = 0.5     # auxiliary grounding loss on the language query's attention (ditto)
     word_dropout: float = 0.0      # instruction words replaced by random ones (quick: unseen nouns)
+    colour_jitter: float = 0.2     # brightness/contrast/saturation factors in 1 +- this (per window, 3.1)
+    depth_noise_m: float = 0.002   # std of the sensor noise added to valid depth pixels, metres
     flow_weighting: str = "x"      # "uniform" (the case study's loss as written) or "x" (see flow_matching_loss)
     flow_samples: int = 1          # (noise, t) draws per frame in the flow loss: the head is cheap,
                                    # the encoder is not, so extra draws cut gradient noise for little cost
@@ -91,6 +93,10 @@ class TrainConfig:
             raise ValueError(f"flow_samples must be >= 1, got {self.flow_samples}")
         if not 0.0 <= self.word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
+        if not 0.0 <= self.colour_jitter < 1.0:
+            raise ValueError(f"colour_jitter must be in [0, 1), got {self.colour_jitter}")
+        if not 0.0 <= self.depth_noise_m <= 0.05:
+            raise ValueError(f"depth_noise_m must be in [0, 0.05] m, got {self.depth_noise_m}")
         if min(self.lambda_pose, self.lambda_ground) < 0:
             raise ValueError(f"loss weights must be >= 0, got lambda_pose={self.lambda_pose}, "
                              f"lambda_ground={self.lambda_ground}")

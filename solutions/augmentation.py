@@ -19,6 +19,59 @@ def swap_left_right(text: str) -> str:
     return _SIDE.sub(swap, text)
 
 
+def grayscale(rgb: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) -> (..., 1, H, W) luminance (ITU-R 601 weights, as torchvision)."""
+    r, g, b = rgb.unbind(-3)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
+
+
+def colour_jitter(rgb: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor,
+                  saturation: torch.Tensor) -> torch.Tensor:
+    """Brightness, then contrast, then saturation, as torchvision's ``adjust_*`` do, but
+    with one factor per image so a whole batch is jittered at once.
+
+    rgb (..., 3, H, W) in [0, 1]; each factor has rgb's leading shape (...) or is a
+    scalar tensor (1 = unchanged). Clamped to [0, 1] after each step, like torchvision.
+    Returns a new tensor (in-place steps after the first copy: it runs on every training
+    batch)."""
+    def per_image(factor: torch.Tensor) -> torch.Tensor:
+        return factor.to(rgb)[..., None, None, None]
+
+    out = (rgb * per_image(brightness)).clamp_(0.0, 1.0)
+    mean = grayscale(out).mean((-3, -2, -1), keepdim=True)        # contrast pivots on the mean grey
+    out.sub_(mean).mul_(per_image(contrast)).add_(mean).clamp_(0.0, 1.0)
+    gray = grayscale(out)                                          # saturation pivots on each pixel's grey
+    return out.sub_(gray).mul_(per_image(saturation)).add_(gray).clamp_(0.0, 1.0)
+
+
+def augment_training_windows(rgb: torch.Tensor, depth: torch.Tensor, jitter: float, depth_noise: float,
+                             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label-preserving augmentation of training windows for the policy.
+
+    rgb (B, L, 3, H, W) in [0, 1]; depth (B, L, 1, H, W) normalised, 0 = invalid.
+    Colour jitter with factors in [1 - jitter, 1 + jitter], one draw per window (every step
+    of a window sees the same lighting, as in one real episode), and N(0, depth_noise)
+    sensor noise on valid depth pixels, fresh per frame.
+
+    Why not :func:`augment_observation`'s crop and flip: the actions are joint
+    velocities towards where the item *is*. A crop moves the item in the image (at 30 cm
+    a 4-pixel shift of a 64-pixel image is about 2 cm, twice the precision a grasp needs)
+    and a flip mirrors it; the recorded action would no longer match the picture.
+    Lighting and sensor noise change nothing the action depends on."""
+    if rgb.ndim != 5 or rgb.shape[2] != 3:
+        raise ValueError(f"expected rgb windows (B, L, 3, H, W), got {tuple(rgb.shape)}")
+    if depth.shape != (*rgb.shape[:2], 1, *rgb.shape[3:]):
+        raise ValueError(f"expected depth windows {(*rgb.shape[:2], 1, *rgb.shape[3:])}, got {tuple(depth.shape)}")
+    B, L = rgb.shape[:2]
+    if jitter > 0:
+        factors = 1 + jitter * (2 * torch.rand(3, B, 1, generator=generator) - 1)   # (3, B, 1): per window
+        rgb = colour_jitter(rgb, *(f.expand(B, L).to(rgb.device) for f in factors))
+    if depth_noise > 0:
+        noise = torch.randn(depth.shape, generator=generator).to(depth.device) * depth_noise
+        depth = torch.where(depth > 0, (depth + noise).clamp(1e-4, 1.0), depth)
+    return rgb, depth
+
+
 def augment_observation(rgb: torch.Tensor, depth: torch.Tensor,
                         language: str, generator: torch.Generator | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -46,9 +99,8 @@ def augment_observation(rgb: torch.Tensor, depth: torch.Tensor,
         return float(low + (high - low) * torch.rand((), generator=generator))
 
     # 1. Colour jitter (RGB only): warehouse lighting varies; order fixed for reproducibility.
-    rgb = TF.adjust_brightness(rgb, uniform(0.8, 1.2))
-    rgb = TF.adjust_contrast(rgb, uniform(0.8, 1.2))
-    rgb = TF.adjust_saturation(rgb, uniform(0.8, 1.2)).clamp(0.0, 1.0)
+    brightness, contrast, saturation = (torch.tensor(uniform(0.8, 1.2)) for _ in range(3))
+    rgb = colour_jitter(rgb, brightness, contrast, saturation)
 
     # 2. One crop for both modalities: draw the parameters once, apply twice.
     area = height * width * uniform(0.8, 1.0)

@@ -29,6 +29,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from novapick.config import ModelConfig, TrainConfig, get_profile
+from novapick.data.schema import DEPTH_MAX_M
+from solutions.augmentation import augment_training_windows
 from solutions.encoder import ObservationEncoder
 from solutions.flow_head import FlowMatchingActionHead, flow_matching_loss
 from solutions.rssm import RSSM, GraspSuccessHead, kl_balanced_loss, mlp
@@ -247,11 +249,13 @@ def _unpack(batch, device: torch.device) -> dict[str, torch.Tensor]:
 
 def compute_losses(model: dict, batch: dict, tcfg: TrainConfig) -> dict[str, torch.Tensor]:
     """All loss terms for one batch of windows (B, L, ...)."""
-    rgb, actions = batch["rgb"], batch["actions"]
+    actions = batch["actions"]
+    rgb, depth = augment_training_windows(batch["rgb"], batch["depth"], tcfg.colour_jitter,
+                                          tcfg.depth_noise_m / DEPTH_MAX_M)
     B, L = rgb.shape[:2]
     robot_state = torch.cat([batch["proprioception"], batch["gripper_state"]], -1)
     language = drop_words(batch["language"], tcfg.word_dropout)           # one draw per window
-    obs, pose_estimate = encode(model, rgb.flatten(0, 1), batch["depth"].flatten(0, 1),
+    obs, pose_estimate = encode(model, rgb.flatten(0, 1), depth.flatten(0, 1),
                                 language.repeat_interleave(L, 0), robot_state.flatten(0, 1), return_pose=True)
     obs = obs.view(B, L, -1)
     rssm = model["rssm"]

@@ -8,7 +8,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from novapick.backbones import PretrainedUnavailable, tokenize
 from novapick.config import ModelConfig, get_profile
-from solutions.augmentation import augment_observation, swap_left_right
+from solutions.augmentation import (augment_observation, augment_training_windows, colour_jitter,
+                                    swap_left_right)
 from solutions.baseline import GraspBaseline
 from solutions.eda import Welford, compute_dataset_statistics
 from solutions.encoder import ObservationEncoder
@@ -48,6 +49,37 @@ def test_augmentation_keeps_shapes_ranges_and_pairs_the_flip():
 def test_augmentation_rejects_wrong_shapes():
     with pytest.raises(ValueError, match=r"depth of shape \(1, 224, 224\)"):
         augment_observation(torch.rand(3, 224, 224), torch.rand(224, 224), "x")
+
+
+def test_colour_jitter_matches_torchvision_for_one_image_and_takes_one_factor_per_image():
+    import torchvision.transforms.functional as TF
+    rgb = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    expected = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(rgb, 1.15), 0.85), 1.1)
+    got = colour_jitter(rgb, torch.tensor(1.15), torch.tensor(0.85), torch.tensor(1.1))
+    assert torch.allclose(got, expected, atol=1e-6)
+    batch = torch.stack([rgb, rgb])                         # (2, 3, H, W), factors (2,)
+    out = colour_jitter(batch, torch.tensor([1.0, 1.15]), torch.tensor([1.0, 0.85]), torch.tensor([1.0, 1.1]))
+    assert torch.allclose(out[0], rgb.clamp(0, 1)) and torch.allclose(out[1], expected, atol=1e-6)
+
+
+def test_training_window_augmentation_is_per_window_and_keeps_invalid_depth():
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(6, 4, 3, 16, 16, generator=g).mul(0.5).add(0.25)   # away from the clamps
+    depth = torch.rand(6, 4, 1, 16, 16, generator=g).mul(0.5).add(0.1)
+    depth[:, :, :, :4] = 0.0                                              # invalid rows
+    r, d = augment_training_windows(rgb, depth, jitter=0.2, depth_noise=0.001,
+                                    generator=torch.Generator().manual_seed(1))
+    assert r.shape == rgb.shape and d.shape == depth.shape
+    assert (d[:, :, :, :4] == 0).all() and (d[:, :, :, 4:] > 0).all()
+    assert 0.0002 < (d - depth)[:, :, :, 4:].std() < 0.002               # noise on valid pixels only
+    brightness = r.mean((2, 3, 4)) / rgb.mean((2, 3, 4))                  # (B, L)
+    assert torch.allclose(brightness, brightness[:, :1], atol=0.03)      # one lighting per window ...
+    assert brightness[:, 0].std() > 0.02                                  # ... different across windows
+    assert not torch.equal(r, rgb)
+    same = augment_training_windows(rgb, depth, 0.0, 0.0)
+    assert torch.equal(same[0], rgb) and torch.equal(same[1], depth)     # strength 0: untouched
+    with pytest.raises(ValueError, match=r"rgb windows \(B, L, 3, H, W\)"):
+        augment_training_windows(rgb[0], depth[0], 0.2, 0.001)
 
 
 # ---- 3.2 statistics ---------------------------------------------------------------------

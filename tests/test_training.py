@@ -37,6 +37,14 @@ def test_warmup_then_cosine_schedule():
     assert lrs[60] == pytest.approx((3e-4 + 1e-5) / 2, rel=1e-3) and lrs[110] == pytest.approx(1e-5)
 
 
+def test_training_augmentation_settings_are_validated():
+    assert get_profile("quick").train.colour_jitter > 0 and get_profile("quick").train.depth_noise_m > 0
+    with pytest.raises(ValueError, match="colour_jitter"):
+        TrainConfig(colour_jitter=1.5)
+    with pytest.raises(ValueError, match="depth_noise_m"):
+        TrainConfig(depth_noise_m=-0.01)
+
+
 def test_train_one_epoch_decreases_the_loss_on_a_fixed_batch(data_dir):
     torch.manual_seed(0)
     prof = get_profile("quick")
