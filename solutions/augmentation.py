@@ -67,9 +67,15 @@ def augment_training_windows(rgb: torch.Tensor, depth: torch.Tensor, jitter: flo
         factors = 1 + jitter * (2 * torch.rand(3, B, 1, generator=generator) - 1)   # (3, B, 1): per window
         rgb = colour_jitter(rgb, *(f.expand(B, L).to(rgb.device) for f in factors))
     if depth_noise > 0:
-        noise = torch.randn(depth.shape, generator=generator).to(depth.device) * depth_noise
-        depth = torch.where(depth > 0, (depth + noise).clamp(1e-4, 1.0), depth)
+        depth = add_depth_noise(depth, depth_noise, generator)
     return rgb, depth
+
+
+def add_depth_noise(depth: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """N(0, std) sensor noise on valid (> 0) pixels of normalised depth, any shape; an
+    invalid pixel stays exactly 0 and a valid one stays valid (clamped to [1e-4, 1])."""
+    noise = torch.randn(depth.shape, generator=generator).to(depth.device) * std
+    return torch.where(depth > 0, (depth + noise).clamp(1e-4, 1.0), torch.zeros_like(depth))
 
 
 def augment_observation(rgb: torch.Tensor, depth: torch.Tensor,
@@ -120,8 +126,5 @@ def augment_observation(rgb: torch.Tensor, depth: torch.Tensor,
         rgb, depth, language = TF.hflip(rgb), TF.hflip(depth), swap_left_right(language)
 
     # 4. Sensor noise on valid depth only (invalid stays exactly 0, still countable).
-    valid = depth > 0
-    noise = torch.randn(depth.shape, generator=generator) * 0.01
-    depth = torch.where(valid, (depth + noise).clamp(1e-4, 1.0), torch.zeros_like(depth))
-    return rgb, depth, language
+    return rgb, add_depth_noise(depth, 0.01, generator), language
 
