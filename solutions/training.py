@@ -78,9 +78,8 @@ def grasp_pose_features(pose: torch.Tensor) -> torch.Tensor:
 
 
 class GraspPoseHead(nn.Module):
-    """Auxiliary head: the encoder's embedding of pixels and instruction (B, obs_embed_dim)
-    -> the expert's planned grasp pose *as seen from the hand* (``grasp_pose_hand``, see
-    :func:`novapick.sim.expert.hand_relative_pose`) as :func:`grasp_pose_features` (B, 8).
+    """Auxiliary head: observation embedding (B, obs_embed_dim) -> the expert's planned
+    grasp pose as :func:`grasp_pose_features` (B, 8).
 
     Why (goes beyond the case study): with the flow loss alone, the only signal that
     reaches the encoder is the action error, a weak and indirect signal for *where* the
@@ -88,13 +87,6 @@ class GraspPoseHead(nn.Module):
     of items in closed loop (benchmarks/bench_privileged_policy.py), so the embedding is
     asked to contain exactly that: the Section 3.3 baseline's output, predicted from the
     same pixels and instruction.
-
-    Why hand-relative and pixels only (no joint angles): that is what a wrist image
-    shows. Asked for the bin-frame pose with the arm's state at hand, the head learned
-    to read the planned yaw off the wrist angle the expert turns to; in closed loop,
-    where the wrist had not turned yet, it then reported "no turn needed" and the
-    policy never turned (every failed jaw pick of a 50-episode diagnosis had a yaw error
-    of 22-88 degrees, every successful one under 6).
     Targets are standardised with the training split's statistics (buffers)."""
 
     def __init__(self, obs_embed_dim: int = 256, dropout: float = 0.1):
@@ -207,14 +199,13 @@ def encode(model: dict, rgb: torch.Tensor, depth: torch.Tensor, language: torch.
            robot_state: torch.Tensor, return_pose: bool = False):
     """Frames (N, ...) -> observation embeddings (N, 256): pixels and instruction, the
     robot's own state, and the model's own grasp-pose estimate. With ``return_pose`` also
-    that estimate (N, 8), standardised :func:`grasp_pose_features` of the hand-relative pose."""
-    seen_by_camera = model["encoder"](rgb, depth, language)
-    pose = model["pose_head"](seen_by_camera)  # from the pixels alone: see GraspPoseHead
-    obs = seen_by_camera + model["proprio"](robot_state)
+    that estimate (N, 8), standardised :func:`grasp_pose_features`."""
+    obs = model["encoder"](rgb, depth, language) + model["proprio"](robot_state)
+    pose = model["pose_head"](obs)
     encoder = _unwrap(model["encoder"])
     seen = attention_centre(encoder.language_attention, encoder.token_grid)
     # The controller reads perception's explicit estimates, not only the 256-d embedding
-    # that contains them: the grasp pose (where and how to grasp, seen from the hand) and
+    # that contains them: the grasp pose (where and how to grasp, in the bin's frame) and
     # where the named item is in the wrist image (what visual servoing needs). A flow
     # head given the pose directly is far more precise (benchmarks/
     # bench_privileged_policy.py). Detached, so the flow loss cannot pull the estimates
@@ -252,7 +243,6 @@ def _unpack(batch, device: torch.device) -> dict[str, torch.Tensor]:
     b.setdefault("gripper_state", torch.zeros(B, L, 2, device=device))
     b.setdefault("grasp_chunk", (b["rewards"] > 0).float())
     b.setdefault("grasp_pose", torch.zeros(B, L, 7, device=device))  # unknown: no pose loss
-    b.setdefault("grasp_pose_hand", torch.zeros(B, L, 7, device=device))
     b.setdefault("target_uv", torch.zeros(B, L, 3, device=device))   # unknown: no grounding loss
     return b
 
@@ -296,7 +286,7 @@ def compute_losses(model: dict, batch: dict, tcfg: TrainConfig) -> dict[str, tor
     flow = flow_matching_loss(model["flow_head"], scaled.repeat(k, 1, 1), cond.repeat(k, 1),
                               batch["pad_mask"].flatten(0, 1).repeat(k, 1), weighting=tcfg.flow_weighting)
     grasp = F.binary_cross_entropy_with_logits(model["grasp_head"](cond), batch["grasp_chunk"].flatten().float())
-    pose = model["pose_head"].prediction_loss(pose_estimate, batch["grasp_pose_hand"].flatten(0, 1))
+    pose = model["pose_head"].prediction_loss(pose_estimate, batch["grasp_pose"].flatten(0, 1))
     encoder = _unwrap(model["encoder"])
     ground = grounding_loss(encoder.language_attention, batch["target_uv"].flatten(0, 1), encoder.token_grid)
     wm = latent + tcfg.kl_beta * kl + reward + recon
@@ -483,7 +473,7 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
 
     model = {k: m.to(dev) for k, m in build_model(mcfg).items()}
     model["action_scaler"].set_stats(stats.action_mean, stats.action_std)
-    known_pose = store.grasp_pose_hand[np.abs(store.grasp_pose).sum(1) > 0]
+    known_pose = store.grasp_pose[np.abs(store.grasp_pose).sum(1) > 0]
     if len(known_pose):
         model["pose_head"].set_stats(known_pose)
     if world > 1:  # every rank starts from rank 0's weights
