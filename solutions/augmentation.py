@@ -19,12 +19,6 @@ def swap_left_right(text: str) -> str:
     return _SIDE.sub(swap, text)
 
 
-def grayscale(rgb: torch.Tensor) -> torch.Tensor:
-    """(..., 3, H, W) -> (..., 1, H, W) luminance (ITU-R 601 weights, as torchvision)."""
-    r, g, b = rgb.unbind(-3)
-    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
-
-
 def colour_jitter(rgb: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor,
                   saturation: torch.Tensor) -> torch.Tensor:
     """Brightness, then contrast, then saturation, as torchvision's ``adjust_*`` do, but
@@ -38,10 +32,17 @@ def colour_jitter(rgb: torch.Tensor, brightness: torch.Tensor, contrast: torch.T
         return factor.to(rgb)[..., None, None, None]
 
     out = (rgb * per_image(brightness)).clamp_(0.0, 1.0)
-    mean = grayscale(out).mean((-3, -2, -1), keepdim=True)        # contrast pivots on the mean grey
+    mean = TF.rgb_to_grayscale(out).mean((-3, -2, -1), keepdim=True)  # contrast pivots on the mean grey
     out.sub_(mean).mul_(per_image(contrast)).add_(mean).clamp_(0.0, 1.0)
-    gray = grayscale(out)                                          # saturation pivots on each pixel's grey
+    gray = TF.rgb_to_grayscale(out)  # saturation pivots on each pixel's grey
     return out.sub_(gray).mul_(per_image(saturation)).add_(gray).clamp_(0.0, 1.0)
+
+
+def add_depth_noise(depth: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """N(0, std) sensor noise on valid (> 0) pixels of normalised depth, any shape; an
+    invalid pixel stays exactly 0 and a valid one stays valid (clamped to [1e-4, 1])."""
+    noise = torch.randn(depth.shape, generator=generator).to(depth.device) * std
+    return torch.where(depth > 0, (depth + noise).clamp(1e-4, 1.0), torch.zeros_like(depth))
 
 
 def augment_training_windows(rgb: torch.Tensor, depth: torch.Tensor, jitter: float, depth_noise: float,
@@ -69,13 +70,6 @@ def augment_training_windows(rgb: torch.Tensor, depth: torch.Tensor, jitter: flo
     if depth_noise > 0:
         depth = add_depth_noise(depth, depth_noise, generator)
     return rgb, depth
-
-
-def add_depth_noise(depth: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """N(0, std) sensor noise on valid (> 0) pixels of normalised depth, any shape; an
-    invalid pixel stays exactly 0 and a valid one stays valid (clamped to [1e-4, 1])."""
-    noise = torch.randn(depth.shape, generator=generator).to(depth.device) * std
-    return torch.where(depth > 0, (depth + noise).clamp(1e-4, 1.0), torch.zeros_like(depth))
 
 
 def augment_observation(rgb: torch.Tensor, depth: torch.Tensor,
