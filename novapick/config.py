@@ -73,6 +73,8 @@ class TrainConfig:
     word_dropout: float = 0.0      # instruction words replaced by random ones (quick: unseen nouns)
     colour_jitter: float = 0.2     # brightness/contrast/saturation factors in 1 +- this (per window, 3.1)
     depth_noise_m: float = 0.002   # std of the sensor noise added to valid depth pixels, metres
+    pose_teacher_p: float = 0.5    # frames whose explicit pose input is the true pose (+ noise), see encode
+    pose_teacher_noise: float = 0.1  # std of that noise, in the pose features' standard deviations
     flow_weighting: str = "x"      # "uniform" (the case study's loss as written) or "x" (see flow_matching_loss)
     flow_samples: int = 1          # (noise, t) draws per frame in the flow loss: the head is cheap,
                                    # the encoder is not, so extra draws cut gradient noise for little cost
@@ -100,6 +102,9 @@ class TrainConfig:
         if min(self.lambda_pose, self.lambda_ground) < 0:
             raise ValueError(f"loss weights must be >= 0, got lambda_pose={self.lambda_pose}, "
                              f"lambda_ground={self.lambda_ground}")
+        if not 0.0 <= self.pose_teacher_p <= 1.0 or self.pose_teacher_noise < 0:
+            raise ValueError(f"need pose_teacher_p in [0, 1] and pose_teacher_noise >= 0, got "
+                             f"{self.pose_teacher_p}, {self.pose_teacher_noise}")
         if not 0.0 <= self.kl_balance <= 1.0:
             raise ValueError(f"kl_balance must be in [0, 1], got {self.kl_balance}")
 
@@ -120,6 +125,6 @@ def get_profile(name: str) -> Profile:
                        ModelConfig(image_size=64, visual_backbone="small_cnn", text_encoder="small_text",
                                    pretrained=False, token_dim=128, obs_embed_dim=128, det_dim=128,
                                    stoch_dim=16, stoch_classes=16, hidden_dim=128, context_steps=4),
-                       TrainConfig(lr=6e-4, warmup_steps=100, total_steps=4_200, batch_size=32, seq_len=4,
+                       TrainConfig(lr=6e-4, warmup_steps=100, total_steps=4_000, batch_size=32, seq_len=4,
                                    ema_decay=0.99, flow_samples=2, word_dropout=0.15))
     raise ValueError(f"profile must be 'quick' or 'full', got {name!r}")

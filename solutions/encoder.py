@@ -156,9 +156,10 @@ class ObservationEncoder(nn.Module):
     ``config`` chooses the backbones (full profile: frozen DINOv2 + CLIP; quick profile:
     small trainable encoders with identical interfaces). After a forward pass,
     ``last_attention`` holds the last layer's attention of the [CLS] query over the patches
-    (B, N), detached, for plotting, and ``language_attention`` the first layer's attention
+    (B, N), detached, for plotting, ``language_attention`` the first layer's attention
     of the language query (B, N), with gradients: training can tell it where the named
-    item is (see ``solutions.training.grounding_loss``). Patches form a
+    item is (see ``solutions.training.grounding_loss``), and ``patch_tokens`` the visual
+    tokens (B, N, D). Patches form a
     ``token_grid`` x ``token_grid`` raster, row by row from the image's top-left.
     """
 
@@ -180,6 +181,7 @@ class ObservationEncoder(nn.Module):
         self.out = nn.Linear(256, obs_embed_dim)
         self.last_attention: torch.Tensor | None = None
         self.language_attention: torch.Tensor | None = None
+        self.patch_tokens: torch.Tensor | None = None
 
     def encode_language(self, language_tokens: torch.Tensor) -> torch.Tensor:
         """(B, 77) CLIP token ids -> (B, 512)."""
@@ -194,6 +196,7 @@ class ObservationEncoder(nn.Module):
         if language_tokens.ndim != 2 or language_tokens.shape[0] != B:
             raise ValueError(f"expected language_tokens (B, 77) int token ids, got {tuple(language_tokens.shape)}")
         visual = self.visual(rgb, depth)                                       # (B, N, D)
+        self.patch_tokens = visual   # with gradients: the grasp-point head reads them (training.py)
         lang = self.lang_proj(self.encode_language(language_tokens.long()))    # (B, D)
         queries = torch.cat([self.cls.expand(B, -1, -1), lang[:, None]], dim=1)  # (B, 2, D)
         for i, block in enumerate(self.blocks):

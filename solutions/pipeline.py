@@ -46,7 +46,7 @@ class PipelineConfig:
     out: str = "artifacts"
     data_episodes: int = 600    # synthetic demonstrations (known split)
     data_root: str = "data"
-    train_steps: int = 4200     # VLA gradient steps (quick: ~14 min on 2 CPU cores)
+    train_steps: int = 4000     # VLA gradient steps (quick: ~14-15 min on 2 CPU cores)
     baseline_steps: int = 600
     rehearsal_k: int = 4        # candidate chunks imagined per replan in the rehearsal run
     clutter_episodes: int = 50  # per split, in bins of 1..30 items
@@ -59,7 +59,7 @@ class PipelineConfig:
             raise ValueError(f"need episodes >= 1 and 1 <= items <= 30, got {self.episodes}, {self.items}")
 
 
-PROFILES = {"quick": dict(episodes=100, items=5, image_size=64, data_episodes=600, train_steps=4200),
+PROFILES = {"quick": dict(episodes=100, items=5, image_size=64, data_episodes=600, train_steps=4000),
             "full": dict(episodes=200, items=10, image_size=224, data_episodes=20_000, train_steps=200_000)}
 
 

@@ -154,3 +154,26 @@ def test_reference_pipeline_smoke_run(tmp_path):
     assert (tmp_path / "expert_rollouts.gif").stat().st_size > 10_000
     assert results["timings"]["total_s"] > 0
     assert saved["data"]["episodes"] == 4 and len(saved["data"]["content_hash"]) == 64
+
+
+def test_hand_relative_pose_is_the_bin_pose_at_home_and_zero_at_the_grasp(env):
+    """The pose head's target: the planned grasp seen from the hand. At the home pose
+    (hand yaw 0) the turn still to go is the planned yaw; when the expert's jaw closes,
+    the hand is at the planned grasp, so offset and turn are ~0. Unknown poses stay 0."""
+    from novapick.sim.catalog import resting_extents
+    from novapick.sim.expert import ScriptedExpert, grasp_pose_vector, hand_relative_pose
+
+    env.reset(seed=1440724583, options={"object": "large_white_pouch_05", "split": "known", "n_items": 4})
+    expert, spec = ScriptedExpert(env), env.unwrapped.target.spec
+    pose = grasp_pose_vector(expert.plan, resting_extents(spec.geometry, spec.dims)[1])
+    assert expert.plan.mode == "parallel_jaw" and abs(pose[5]) > 0.3   # a wrist turn of > 54 degrees
+    home = hand_relative_pose(pose[None], R.HOME_JOINTS[None])[0]
+    assert abs(home[5] - pose[5]) < 1e-3 and home[2] < -1.0            # the grasp is > 20 cm below
+    np.testing.assert_array_equal(home[[3, 4, 6]], pose[[3, 4, 6]])
+    while expert.phase != "grasp":
+        env.step(expert.act())
+    q, _ = R.arm_state(env.unwrapped.client, env.unwrapped.robot)
+    at_grasp = hand_relative_pose(pose[None], q[None])[0]
+    assert np.abs(at_grasp[:3]).max() < 0.05                           # < 1 cm (units of 20 cm)
+    assert abs(at_grasp[5]) < 2 / 180                                  # < 2 degrees to turn
+    assert not hand_relative_pose(np.zeros((2, 7)), np.zeros((2, 7))).any()

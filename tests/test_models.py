@@ -336,6 +336,68 @@ def test_word_dropout_keeps_special_tokens_and_replaces_about_p_of_the_words():
     assert 0.2 < changed < 0.3
 
 
+def test_the_hand_relative_pose_comes_from_the_pixels_and_the_bin_frame_one_sees_the_arm():
+    """The hand-relative head must not see the joint angles (the shortcut "the grasp is
+    where the expert's arm is heading"); the bin-frame head and the embedding do."""
+    from novapick.config import get_profile
+    from solutions.training import build_model, encode
+
+    torch.manual_seed(0)
+    model = build_model(get_profile("quick").model)
+    for m in model.values():
+        m.eval()
+    rgb, depth = torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64)
+    tokens = tokenize(["pick up the red pouch"] * 2)
+    obs_a, pose_a = encode(model, rgb, depth, tokens, torch.zeros(2, 16), return_pose=True)
+    obs_b, pose_b = encode(model, rgb, depth, tokens, torch.randn(2, 16), return_pose=True)
+    torch.testing.assert_close(pose_a["hand"], pose_b["hand"])
+    torch.testing.assert_close(pose_a["point"], pose_b["point"])
+    assert not torch.allclose(pose_a["bin"], pose_b["bin"]) and not torch.allclose(obs_a, obs_b)
+    assert pose_a["hand"].shape == pose_a["bin"].shape == (2, 8) and pose_a["point"].shape == (2, 2)
+
+
+def test_the_grasp_point_head_reads_the_attended_patch():
+    from solutions.training import GraspPointHead
+
+    torch.manual_seed(0)
+    head = GraspPointHead(16, dropout=0.0).eval()
+    tokens = torch.randn(3, 64, 16)
+    focused = torch.zeros(3, 64)
+    focused[:, 10] = 1.0
+    spread = torch.full((3, 64), 1 / 64)
+    out = head(tokens, focused)
+    assert out.shape == (3, 2)
+    # one-hot attention: the proposal of patch 10 alone, whatever the other patches hold
+    other = tokens.clone()
+    other[:, :10] = torch.randn(3, 10, 16)
+    torch.testing.assert_close(head(other, focused), out)
+    assert not torch.allclose(head(other, spread), head(tokens, spread))
+
+
+def test_teacher_pose_gives_the_true_pose_in_a_fraction_p_of_the_known_frames():
+    from novapick.config import get_profile
+    from solutions.training import build_model, encode, teacher_pose
+
+    torch.manual_seed(0)
+    model = build_model(get_profile("quick").model)
+    for m in model.values():
+        m.eval()
+    pose = torch.rand(4000, 7) * 2 - 1
+    pose[:1000] = 0                                                      # unknown (real data)
+    given = ~teacher_pose(model, pose, pose, 0.5, 0.0)[:, 0].isnan()
+    assert not given[:1000].any() and 0.45 < given[1000:].float().mean() < 0.55
+    assert teacher_pose(model, pose, pose, 0.0, 0.0).isnan().all()
+    exact = teacher_pose(model, pose[1000:1002], pose[1000:1002], 1.0, 0.0)
+    assert exact.shape == (2, 10) and not exact.isnan().any()
+    # NaN rows leave the estimate in place; given rows change what the controller reads
+    rgb, depth = torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64)
+    tokens, state = tokenize(["pick up the red pouch"] * 2), torch.zeros(2, 16)
+    plain = encode(model, rgb, depth, tokens, state)
+    torch.testing.assert_close(encode(model, rgb, depth, tokens, state, true_pose=torch.full((2, 10), float("nan"))),
+                               plain)
+    assert not torch.allclose(encode(model, rgb, depth, tokens, state, true_pose=exact), plain)
+
+
 def test_pose_features_treat_a_half_turn_as_the_same_grasp_and_unknown_poses_are_skipped():
     from solutions.training import GraspPoseHead, grasp_pose_features
 

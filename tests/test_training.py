@@ -43,6 +43,8 @@ def test_training_augmentation_settings_are_validated():
         TrainConfig(colour_jitter=1.5)
     with pytest.raises(ValueError, match="depth_noise_m"):
         TrainConfig(depth_noise_m=-0.01)
+    with pytest.raises(ValueError, match="pose_teacher_p"):
+        TrainConfig(pose_teacher_p=1.5)
 
 
 def test_train_one_epoch_decreases_the_loss_on_a_fixed_batch(data_dir):

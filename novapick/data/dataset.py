@@ -11,6 +11,8 @@ A frame sample (dict):
     grasp_chunk () 1.0 if the target is held at some step of this chunk (grasp-head label)
     proprioception (14,) normalised · gripper_state (2,) · rewards () · grasp ()
     grasp_pose (7,) the expert's planned grasp of this episode (zeros where unknown)
+    grasp_pose_hand (7,) the same grasp seen from this frame's hand pose (see
+        novapick.sim.expert.hand_relative_pose; zeros where unknown)
     target_uv (3,) where the target is in this frame's image: u, v in [-1, 1], in_view
     depth_valid / proprio_valid / action_valid () bool: False where the source has no depth,
     no joint angles or no joint-velocity actions (real data; see novapick.data.lerobot):
@@ -18,6 +20,7 @@ A frame sample (dict):
 """
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +107,14 @@ class EpisodeStore:
     def __len__(self) -> int:
         return len(self.episode_index)
 
+    @cached_property
+    def grasp_pose_hand(self) -> np.ndarray:
+        """(N, 7) the planned grasp relative to each frame's hand (forward kinematics of the
+        recorded joint angles, ~50 us per frame, computed on first use)."""
+        from novapick.sim.expert import hand_relative_pose
+
+        return hand_relative_pose(self.grasp_pose, self.proprio[:, :7])
+
 
 class NovaPickDataset(Dataset):
     """Frames with their 16-step action chunks (Sections 3.2 / 3.5)."""
@@ -140,6 +151,7 @@ class NovaPickDataset(Dataset):
             # the expert's planned grasp (x, y, z, roll, pitch, yaw, width) in [-1, 1]; all
             # zeros where the source has none (real data): an auxiliary target, see training
             "grasp_pose": torch.from_numpy(s.grasp_pose[rows]),
+            "grasp_pose_hand": torch.from_numpy(s.grasp_pose_hand[rows]),
             "target_uv": torch.from_numpy(s.target_uv[rows]),
             **{flag: torch.from_numpy(getattr(s, flag)[rows]) for flag in VALID_FLAGS},
             "episode_index": torch.from_numpy(s.episode_index[rows].astype(np.int64)),

@@ -414,6 +414,42 @@ def grasp_pose_vector(plan: GraspPlan, width: float) -> np.ndarray:
                      2 * w / (2 * R.MAX_FINGER_OPENING) - 1], dtype=np.float32).clip(-1, 1)
 
 
+HAND_RELATIVE_SCALE_M = 0.20   # hand-relative offsets are reported in units of 20 cm
+
+
+def hand_relative_pose(pose: np.ndarray, joint_angles: np.ndarray) -> np.ndarray:
+    """The grasp poses (N, 7) of :func:`grasp_pose_vector` seen from the hand at
+    ``joint_angles`` (N, 7): (dx, dy, dz, roll, pitch, dyaw, width), where (dx, dy) is
+    the offset from the grasp point to the planned one in the hand's heading frame and
+    dz the height difference (both / 20 cm), dyaw the wrist turn still to go (wrapped to
+    a half turn, / pi); roll, pitch and width are unchanged. Rows of zeros (pose
+    unknown) stay zeros.
+
+    Why: this is what the wrist camera shows. The bin-frame pose needs the hand's own
+    pose to be read from a wrist image, and a network given the joint angles learns the
+    shortcut "the grasp is where the expert's arm is heading" (the planned yaw is the
+    wrist angle the expert turns to): on its own rollouts, where the wrist had not
+    turned, the policy then read the yaw as 'no turn needed' and kept going."""
+    pose = np.asarray(pose, dtype=np.float64).reshape(-1, 7)
+    out = np.zeros_like(pose)
+    known = np.abs(pose).sum(1) > 0
+    if not known.any():
+        return out.astype(np.float32)
+    from novapick.sim.world import BIN_CENTER, BIN_HALF
+
+    tcp, hand_yaw = R.grasp_target_poses(np.asarray(joint_angles)[known])
+    k = pose[known]
+    point = np.stack([BIN_CENTER[0] + k[:, 0] * BIN_HALF[0], BIN_CENTER[1] + k[:, 1] * BIN_HALF[1],
+                      (k[:, 2] + 1) / 2 * POSE_Z_RANGE], 1)
+    d = point - tcp
+    cos, sin = np.cos(hand_yaw), np.sin(hand_yaw)
+    dyaw = (k[:, 5] * np.pi - hand_yaw + np.pi / 2) % np.pi - np.pi / 2
+    out[known] = np.stack([(cos * d[:, 0] + sin * d[:, 1]) / HAND_RELATIVE_SCALE_M,
+                           (-sin * d[:, 0] + cos * d[:, 1]) / HAND_RELATIVE_SCALE_M,
+                           d[:, 2] / HAND_RELATIVE_SCALE_M, k[:, 3], k[:, 4], dyaw / np.pi, k[:, 6]], 1)
+    return out.astype(np.float32)
+
+
 def plan_from_pose_vector(pose: np.ndarray) -> GraspPlan:
     """Inverse of :func:`grasp_pose_vector`: a near-full width means suction."""
     from novapick.sim.world import BIN_CENTER, BIN_HALF

@@ -135,6 +135,26 @@ def grasp_target_pose(client: int, robot: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(state[4]), np.array(state[5])
 
 
+def grasp_target_poses(joint_angles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forward kinematics for many arm configurations, on a private physics client:
+    joint angles (N, 7) rad -> grasp-target positions (N, 3) m and tool yaws (N,) rad
+    (the heading of the tool's x axis, the ``yaw`` of :func:`tool_quaternion`)."""
+    joint_angles = np.asarray(joint_angles, dtype=float).reshape(-1, NUM_ARM_JOINTS)
+    positions, yaws = np.zeros((len(joint_angles), 3)), np.zeros(len(joint_angles))
+    client = p.connect(p.DIRECT)
+    try:
+        robot = load_panda(client)
+        for i, q in enumerate(joint_angles):
+            for j, angle in zip(ARM_JOINTS, q):
+                p.resetJointState(robot, j, float(angle), 0.0, physicsClientId=client)
+            state = p.getLinkState(robot, GRASP_TARGET_LINK, computeForwardKinematics=True, physicsClientId=client)
+            m = quaternion_matrix(state[5])
+            positions[i], yaws[i] = state[4], np.arctan2(m[1, 0], m[0, 0])
+    finally:
+        p.disconnect(client)
+    return positions, yaws
+
+
 def suction_tip(client: int, robot: int) -> np.ndarray:
     """World position (3,) of the suction-cup lip; its approach axis is the hand's +z."""
     pos, rot = hand_pose(client, robot)
