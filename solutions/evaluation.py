@@ -91,7 +91,13 @@ class VLAPolicy:
             self._tokens[text] = tokenize(text).to(self.device)
         proprio = torch.as_tensor(self.stats.normalize_proprio(np.asarray(obs["proprio"])), device=self.device)
         state = torch.cat([proprio, torch.as_tensor(obs["gripper_state"], device=self.device)])[None]
-        return encode(self.model, rgb, depth, self._tokens[text], state)
+        return encode(self.model, rgb, depth, self._tokens[text], state, true_pose=self.pose_override())
+
+    def pose_override(self) -> torch.Tensor | None:
+        """The true pose input (1, 10) to use instead of perception's estimate, NaN where
+        the estimate stays; None for the real policy. Diagnostic subclasses override it
+        (benchmarks/bench_oracle_perception.py)."""
+        return None
 
     def observe(self, obs: dict) -> None:
         """Remember this step's embedding and the action that led to it."""

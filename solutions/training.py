@@ -240,8 +240,9 @@ def encode(model: dict, rgb: torch.Tensor, depth: torch.Tensor, language: torch.
     also those estimates, standardised :func:`grasp_pose_features` (N, 8) each:
     {"bin": in the bin's frame, "hand": as seen from the hand}.
 
-    ``true_pose`` (training only, N x 10, see :func:`teacher_pose`): where a row is not
-    NaN, the controller is given it instead of the estimate."""
+    ``true_pose`` (N, 10), see :func:`teacher_pose`: wherever it is not NaN the
+    controller is given it instead of the estimate (training; and the perception-oracle
+    benchmark, benchmarks/bench_oracle_perception.py)."""
     seen_by_camera = model["encoder"](rgb, depth, language)
     obs = seen_by_camera + model["proprio"](robot_state)
     # Two estimates of the same grasp. In the bin's frame, with the arm's state at hand:
@@ -265,8 +266,7 @@ def encode(model: dict, rgb: torch.Tensor, depth: torch.Tensor, language: torch.
     hand = torch.cat([pose["point"], pose["hand"][:, HAND_FEATURES_READ[2:]]], -1)
     explicit = torch.cat([pose["bin"][:, BIN_FEATURES_READ], hand], -1).detach()
     if true_pose is not None:
-        given = ~true_pose[:, :1].isnan()
-        explicit = torch.where(given, true_pose.nan_to_num(), explicit)
+        explicit = torch.where(true_pose.isnan(), explicit, true_pose)
     obs = obs + model["pose_input"](torch.cat([explicit, seen.detach()], -1))
     return (obs, pose) if return_pose else obs
 

@@ -161,7 +161,7 @@ def test_hand_relative_pose_is_the_bin_pose_at_home_and_zero_at_the_grasp(env):
     (hand yaw 0) the turn still to go is the planned yaw; when the expert's jaw closes,
     the hand is at the planned grasp, so offset and turn are ~0. Unknown poses stay 0."""
     from novapick.sim.catalog import resting_extents
-    from novapick.sim.expert import ScriptedExpert, grasp_pose_vector, hand_relative_pose
+    from novapick.sim.expert import ScriptedExpert, grasp_pose_vector, hand_relative_pose, pose_seen_from
 
     env.reset(seed=1440724583, options={"object": "large_white_pouch_05", "split": "known", "n_items": 4})
     expert, spec = ScriptedExpert(env), env.unwrapped.target.spec
@@ -177,3 +177,34 @@ def test_hand_relative_pose_is_the_bin_pose_at_home_and_zero_at_the_grasp(env):
     assert np.abs(at_grasp[:3]).max() < 0.05                           # < 1 cm (units of 20 cm)
     assert abs(at_grasp[5]) < 2 / 180                                  # < 2 degrees to turn
     assert not hand_relative_pose(np.zeros((2, 7)), np.zeros((2, 7))).any()
+    # the simulator's own hand pose gives the same answer as forward kinematics
+    tcp, quaternion = R.grasp_target_pose(env.unwrapped.client, env.unwrapped.robot)
+    np.testing.assert_allclose(pose_seen_from(pose[None], tcp[None], np.array([R.tool_yaw(quaternion)])),
+                               at_grasp[None], atol=1e-4)
+
+
+def test_the_oracle_policy_gives_the_true_pose_in_the_chosen_columns_only(env):
+    """benchmarks/bench_oracle_perception.py: the diagnosis "how much is perception"."""
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    from novapick.config import get_profile
+    from solutions.training import build_model
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_oracle_perception.py"
+    spec = importlib.util.spec_from_file_location("bench_oracle_perception", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    mcfg = get_profile("quick").model
+    model = build_model(mcfg)
+    env.reset(seed=1440724583, options={"object": "large_white_pouch_05", "split": "known", "n_items": 4})
+    assert bench.OraclePolicy(model, mcfg, None, env=env, columns=bench.PARTS["none"]).pose_override() is None
+    policy = bench.OraclePolicy(model, mcfg, None, env=env, columns=bench.PARTS["hand_xy"])
+    policy.reset(0)
+    given = policy.pose_override()
+    assert given.shape == (1, 10)
+    assert not given[:, 6:8].isnan().any() and given[:, :6].isnan().all() and given[:, 8:].isnan().all()
+    every = bench.OraclePolicy(model, mcfg, None, env=env, columns=bench.PARTS["all"]).pose_override()
+    torch.testing.assert_close(every[:, 6:8], given[:, 6:8])

@@ -433,21 +433,27 @@ def hand_relative_pose(pose: np.ndarray, joint_angles: np.ndarray) -> np.ndarray
     pose = np.asarray(pose, dtype=np.float64).reshape(-1, 7)
     out = np.zeros_like(pose)
     known = np.abs(pose).sum(1) > 0
-    if not known.any():
-        return out.astype(np.float32)
+    if known.any():
+        tcp, hand_yaw = R.grasp_target_poses(np.asarray(joint_angles)[known])
+        out[known] = pose_seen_from(pose[known], tcp, hand_yaw)
+    return out.astype(np.float32)
+
+
+def pose_seen_from(pose: np.ndarray, tcp: np.ndarray, hand_yaw: np.ndarray) -> np.ndarray:
+    """:func:`hand_relative_pose` for known poses (N, 7) and the hand's grasp-target
+    positions (N, 3) m and tool yaws (N,) rad (from the simulator, or forward kinematics)."""
     from novapick.sim.world import BIN_CENTER, BIN_HALF
 
-    tcp, hand_yaw = R.grasp_target_poses(np.asarray(joint_angles)[known])
-    k = pose[known]
+    k = np.asarray(pose, dtype=np.float64).reshape(-1, 7)
     point = np.stack([BIN_CENTER[0] + k[:, 0] * BIN_HALF[0], BIN_CENTER[1] + k[:, 1] * BIN_HALF[1],
                       (k[:, 2] + 1) / 2 * POSE_Z_RANGE], 1)
-    d = point - tcp
+    d = point - np.asarray(tcp).reshape(-1, 3)
+    hand_yaw = np.asarray(hand_yaw, dtype=np.float64).reshape(-1)
     cos, sin = np.cos(hand_yaw), np.sin(hand_yaw)
-    dyaw = (k[:, 5] * np.pi - hand_yaw + np.pi / 2) % np.pi - np.pi / 2
-    out[known] = np.stack([(cos * d[:, 0] + sin * d[:, 1]) / HAND_RELATIVE_SCALE_M,
-                           (-sin * d[:, 0] + cos * d[:, 1]) / HAND_RELATIVE_SCALE_M,
-                           d[:, 2] / HAND_RELATIVE_SCALE_M, k[:, 3], k[:, 4], dyaw / np.pi, k[:, 6]], 1)
-    return out.astype(np.float32)
+    dyaw = (k[:, 5] * np.pi - hand_yaw + np.pi / 2) % np.pi - np.pi / 2   # a jaw grasp repeats every half turn
+    return np.stack([(cos * d[:, 0] + sin * d[:, 1]) / HAND_RELATIVE_SCALE_M,
+                     (-sin * d[:, 0] + cos * d[:, 1]) / HAND_RELATIVE_SCALE_M,
+                     d[:, 2] / HAND_RELATIVE_SCALE_M, k[:, 3], k[:, 4], dyaw / np.pi, k[:, 6]], 1).astype(np.float32)
 
 
 def plan_from_pose_vector(pose: np.ndarray) -> GraspPlan:

@@ -147,9 +147,8 @@ def grasp_target_poses(joint_angles: np.ndarray) -> tuple[np.ndarray, np.ndarray
         for i, q in enumerate(joint_angles):
             for j, angle in zip(ARM_JOINTS, q):
                 p.resetJointState(robot, j, float(angle), 0.0, physicsClientId=client)
-            state = p.getLinkState(robot, GRASP_TARGET_LINK, computeForwardKinematics=True, physicsClientId=client)
-            m = quaternion_matrix(state[5])
-            positions[i], yaws[i] = state[4], np.arctan2(m[1, 0], m[0, 0])
+            positions[i], quaternion = grasp_target_pose(client, robot)
+            yaws[i] = tool_yaw(quaternion)
     finally:
         p.disconnect(client)
     return positions, yaws
@@ -159,6 +158,13 @@ def suction_tip(client: int, robot: int) -> np.ndarray:
     """World position (3,) of the suction-cup lip; its approach axis is the hand's +z."""
     pos, rot = hand_pose(client, robot)
     return pos + rot[:, 2] * SUCTION_TIP_OFFSET
+
+
+def tool_yaw(quaternion) -> float:
+    """The heading of a tool's x axis in the world's xy plane, rad: the ``yaw`` of
+    :func:`tool_quaternion`."""
+    m = quaternion_matrix(quaternion)
+    return float(np.arctan2(m[1, 0], m[0, 0]))
 
 
 def tool_quaternion(approach: np.ndarray, yaw: float) -> np.ndarray:
