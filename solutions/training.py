@@ -107,6 +107,10 @@ class GraspPoseHead(nn.Module):
         self.mean.copy_(feats.mean(0))
         self.std.copy_(feats.std(0).clamp(min=1e-2))
 
+    def standardise(self, pose: torch.Tensor) -> torch.Tensor:
+        """Poses (B, 7) -> the targets: standardised :func:`grasp_pose_features` (B, 8)."""
+        return (grasp_pose_features(pose) - self.mean) / self.std
+
     def forward(self, obs_embed: torch.Tensor) -> torch.Tensor:
         """Standardised pose features (B, 8)."""
         return self.net(obs_embed)
@@ -118,7 +122,7 @@ class GraspPoseHead(nn.Module):
     def prediction_loss(self, predicted: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """:meth:`loss` for an already computed prediction (B, 8) against poses (B, 7)."""
         known = (pose.abs().sum(-1) > 0).float()
-        error = (predicted - (grasp_pose_features(pose) - self.mean) / self.std).pow(2).mean(-1)
+        error = (predicted - self.standardise(pose)).pow(2).mean(-1)
         return (error * known).sum() / known.sum().clamp(min=1.0)
 
 
@@ -238,7 +242,8 @@ def encode(model: dict, rgb: torch.Tensor, depth: torch.Tensor, language: torch.
     """Frames (N, ...) -> observation embeddings (N, 256): pixels and instruction, the
     robot's own state, and the model's own grasp-pose estimates. With ``return_pose``
     also those estimates, standardised :func:`grasp_pose_features` (N, 8) each:
-    {"bin": in the bin's frame, "hand": as seen from the hand}.
+    {"bin": in the bin's frame, "hand": as seen from the hand}, and "point" (N, 2) the
+    hand-relative offset of :class:`GraspPointHead`.
 
     ``true_pose`` (N, 10), see :func:`teacher_pose`: wherever it is not NaN the
     controller is given it instead of the estimate (training; and the perception-oracle
@@ -251,9 +256,10 @@ def encode(model: dict, rgb: torch.Tensor, depth: torch.Tensor, language: torch.
     # wrist is already turning to the planned yaw, so the head reads it off the joint
     # angles, and on the policy's own rollouts, where the wrist had not turned, it said
     # "no turn needed" (every failed jaw pick of a 50-episode diagnosis had a 22-88
-    # degree yaw error, every successful one under 6). So the yaw, and the offset to
-    # the grasp, come from the second head, which sees the pixels alone and is asked for
-    # the grasp as the wrist camera shows it (novapick.sim.expert.hand_relative_pose).
+    # degree yaw error, every successful one under 6). So the yaw comes from the second
+    # head, which sees the pixels alone and is asked for the grasp as the wrist camera
+    # shows it (novapick.sim.expert.hand_relative_pose), and the offset to the grasp
+    # from the patches the instruction attends to (GraspPointHead).
     encoder = _unwrap(model["encoder"])
     pose = {"bin": model["pose_head"](obs), "hand": model["hand_pose_head"](seen_by_camera),
             "point": model["grasp_point_head"](encoder.patch_tokens, encoder.language_attention)}
@@ -285,9 +291,8 @@ def teacher_pose(model: dict, grasp_pose: torch.Tensor, grasp_pose_hand: torch.T
     true pose, slightly noisy, in half the frames, it learns to trust this input, as the
     privileged controller (benchmarks/bench_privileged_policy.py) does."""
     bin_head, hand_head = model["pose_head"], model["hand_pose_head"]
-    true = torch.cat([((grasp_pose_features(grasp_pose) - bin_head.mean) / bin_head.std)[:, BIN_FEATURES_READ],
-                      ((grasp_pose_features(grasp_pose_hand) - hand_head.mean) / hand_head.std)[:, HAND_FEATURES_READ]],
-                     -1)
+    true = torch.cat([bin_head.standardise(grasp_pose)[:, BIN_FEATURES_READ],
+                      hand_head.standardise(grasp_pose_hand)[:, HAND_FEATURES_READ]], -1)
     true = true + noise * torch.randn_like(true)
     use = (torch.rand(len(true), device=true.device) < p) & (grasp_pose.abs().sum(-1) > 0)
     return torch.where(use[:, None], true, torch.full_like(true, float("nan")))
@@ -369,7 +374,7 @@ def compute_losses(model: dict, batch: dict, tcfg: TrainConfig) -> dict[str, tor
                               batch["pad_mask"].flatten(0, 1).repeat(k, 1), weighting=tcfg.flow_weighting)
     grasp = F.binary_cross_entropy_with_logits(model["grasp_head"](cond), batch["grasp_chunk"].flatten().float())
     hand_head, hand_pose = model["hand_pose_head"], batch["grasp_pose_hand"].flatten(0, 1)
-    point_target = ((grasp_pose_features(hand_pose) - hand_head.mean) / hand_head.std)[:, :2]
+    point_target = hand_head.standardise(hand_pose)[:, :2]
     known = (hand_pose.abs().sum(-1) > 0).float()
     point = ((pose_estimate["point"] - point_target).pow(2).mean(-1) * known).sum() / known.sum().clamp(min=1.0)
     pose = (model["pose_head"].prediction_loss(pose_estimate["bin"], batch["grasp_pose"].flatten(0, 1))
