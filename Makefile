@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # This repository's machines pin the torch/torchvision pair that imports here; the
-# package itself only asks for torch>=2.3 so Colab keeps its preinstalled build.
+# package itself only asks for torch>=2.4 so Colab keeps its preinstalled build.
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
