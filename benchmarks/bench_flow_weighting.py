@@ -6,7 +6,7 @@ with the demonstrations on held-out episodes. To isolate the flow head from perc
 the conditioning is a small MLP over privileged inputs (normalised joint state, gripper
 state and the expert's planned grasp pose): what a perfect encoder could provide.
 
-    python benchmarks/bench_flow_weighting.py --data data/synthetic_known_64px_s0 --steps 1500
+    python benchmarks/bench_flow_weighting.py --data data/synthetic_known_64px_s0_jitter0.3 --steps 1500
 
 Prints, per weighting, the mean squared error of the sampled joint velocities (all 16
 steps, and the 4 the policy executes) next to two references: predicting zero, and a

@@ -7,7 +7,7 @@ execute 4, replan) with the planned pose of each evaluation episode as its input
 noise of ``--pose-noise-cm`` (fixed per episode) on the pose's x and y shows how precise
 perception must be for the controller to work:
 
-    python benchmarks/bench_privileged_policy.py --data data/synthetic_known_64px_s0 --steps 2000 --pose-noise-cm 0 1 2
+    python benchmarks/bench_privileged_policy.py --data data/synthetic_known_64px_s0_jitter0.3 --steps 2000 --pose-noise-cm 0 1 2
 
 Prints one JSON line per noise level: success rate and failure counts over one episode
 per object of ``--split`` (bins of 1-5 items, the pipeline's evaluation seeds).

@@ -45,6 +45,7 @@ class PipelineConfig:
     video_episodes: int = 3
     out: str = "artifacts"
     data_episodes: int = 600    # synthetic demonstrations (known split)
+    shape_jitter: float = 0.3   # ... with every item's dimensions scaled by 1 +- this
     data_root: str = "data"
     train_steps: int = 4000     # VLA gradient steps (quick: ~14-15 min on 2 CPU cores)
     baseline_steps: int = 600
@@ -128,10 +129,11 @@ def make_data(cfg: PipelineConfig) -> dict:
     from novapick.data.writer import GenerationConfig
 
     from novapick.data.generate import generate
-    mix = DataMix(synthetic_episodes=cfg.data_episodes, image_size=cfg.image_size, seed=cfg.seed, root=cfg.data_root)
+    mix = DataMix(synthetic_episodes=cfg.data_episodes, image_size=cfg.image_size, seed=cfg.seed,
+                  shape_jitter=cfg.shape_jitter, root=cfg.data_root)
     root = Path(mix.directories()[0])
-    info = generate(GenerationConfig(episodes=cfg.data_episodes, seed=cfg.seed, image_size=cfg.image_size),
-                             root, workers=cfg.workers)
+    info = generate(GenerationConfig(episodes=cfg.data_episodes, seed=cfg.seed, image_size=cfg.image_size,
+                                     shape_jitter=cfg.shape_jitter), root, workers=cfg.workers)
     check = check_dataset(root)
     if check["problems"]:
         raise SystemExit(f"generated data in {root} failed validation: {check['problems'][:5]}")

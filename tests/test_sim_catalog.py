@@ -43,3 +43,30 @@ def test_wrong_mode_fails_for_a_substantial_share_of_objects():
     for split in ("known", "novel"):
         assert summary[split]["single_mode_only"] / summary[split]["n"] >= 0.2
         assert summary[split]["best_mode"]["suction"] > 0 and summary[split]["best_mode"]["parallel_jaw"] > 0
+
+
+def test_shape_jitter_rescales_within_bounds_and_relabels_consistently():
+    import numpy as np
+    import pytest
+
+    from novapick.sim.catalog import SHAPE_JITTER_MAX_HEIGHT, _label, jittered_spec, resting_extents
+
+    rng = np.random.default_rng(0)
+    changed_mode = 0
+    for o in load_catalog().split("known"):
+        assert jittered_spec(o, rng, 0.0) is o
+        for _ in range(5):
+            j = jittered_spec(o, rng, 0.3)
+            ratio = np.array(j.dims) / np.array(o.dims)
+            assert np.all((ratio > 0.69) & (ratio < 1.31)), (o.name, ratio)
+            assert resting_extents(j.geometry, j.dims)[2] <= max(SHAPE_JITTER_MAX_HEIGHT,
+                                                                 resting_extents(o.geometry, o.dims)[2])
+            # same object (name, colour, material, friction), labels from the simulator's rules
+            assert (j.name, j.colour, j.material, j.friction) == (o.name, o.colour, o.material, o.friction)
+            assert (j.suction_friendly, j.suction_ok, j.jaw_ok) == _label(j.geometry, j.dims, j.material,
+                                                                         j.mass, j.friction)
+            assert j.suction_ok or j.jaw_ok
+            changed_mode += j.best_mode != o.best_mode
+    assert changed_mode > 0  # resizing does change what the right gripper mode is, sometimes
+    with pytest.raises(ValueError, match="shape jitter"):
+        jittered_spec(o, rng, 1.5)

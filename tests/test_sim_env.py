@@ -56,6 +56,22 @@ def test_object_option_and_split(env):
         env.reset(seed=0, options={"n_items": 31})
 
 
+def test_shape_jitter_resizes_the_scene_and_zero_changes_nothing(env):
+    name = env.catalog.split("known")[3].name
+    base = {"object": name, "split": "known", "n_items": 4}
+    plain, _ = env.reset(seed=2, options=base)
+    plain_specs = [it.spec for it in env.items]
+    zero, _ = env.reset(seed=2, options={**base, "shape_jitter": 0.0})
+    np.testing.assert_array_equal(plain["rgb"], zero["rgb"])
+    assert [it.spec for it in env.items] == plain_specs
+    env.reset(seed=2, options={**base, "shape_jitter": 0.3})
+    resized = [it.spec for it in env.items]
+    assert env.target.spec.name == name and env.target.spec.dims != plain_specs[-1].dims
+    assert [s.name for s in resized] == [s.name for s in plain_specs]  # same items, other sizes
+    env.reset(seed=2, options={**base, "shape_jitter": 0.3})
+    assert [it.spec for it in env.items] == resized                    # seeded
+
+
 @pytest.mark.parametrize("bad, message", [
     (np.zeros(7), r"expected action of shape \(10,\) or \(T, 10\)"),
     (np.zeros((2, 3, 10)), r"expected action of shape"),

@@ -38,7 +38,9 @@ def generate(cfg: GenerationConfig, out: Path, workers: int = 1, progress: bool 
     # the simulator/expert version is part of the settings: shards of an older generator
     # must not be mixed with new ones on resume
     settings = {**vars(cfg), "generator_version": GENERATOR_VERSION}
-    if config_file.exists() and json.loads(config_file.read_text()) != settings:
+    # a setting added after a dataset was written takes its default there (the default
+    # reproduces what was generated before the setting existed)
+    if config_file.exists() and {**vars(GenerationConfig()), **json.loads(config_file.read_text())} != settings:
         raise SystemExit(f"{out} holds a dataset generated with different settings or generator version "
                          f"({config_file.read_text().strip()}); use another --out or delete it")
     config_file.write_text(json.dumps(settings))

@@ -28,6 +28,7 @@ class DataMix:
     fractal_episodes: int = 0
     image_size: int = 96
     seed: int = 0
+    shape_jitter: float = 0.0   # synthetic items resized by 1 +- this (see novapick.sim.catalog.jittered_spec)
     root: str = "data"
     extra_dirs: list[str] = field(default_factory=list)
 
@@ -39,7 +40,8 @@ class DataMix:
 
     def directories(self) -> list[str]:
         """Dataset directories in loading order (the first defines the normalisation)."""
-        dirs = [f"{self.root}/synthetic_{self.synthetic_split}_{self.image_size}px_s{self.seed}"]
+        jitter = f"_jitter{self.shape_jitter:g}" if self.shape_jitter else ""
+        dirs = [f"{self.root}/synthetic_{self.synthetic_split}_{self.image_size}px_s{self.seed}{jitter}"]
         if self.droid_episodes:
             dirs.append(f"{self.root}/droid_{self.image_size}px")
         if self.fractal_episodes:
@@ -48,8 +50,9 @@ class DataMix:
 
 
 MIXES = {
-    "quick": DataMix(synthetic_episodes=300, image_size=96),
-    "full": DataMix(synthetic_episodes=20_000, droid_episodes=10_000, fractal_episodes=5_000, image_size=224),
+    "quick": DataMix(synthetic_episodes=300, image_size=96, shape_jitter=0.3),
+    "full": DataMix(synthetic_episodes=20_000, droid_episodes=10_000, fractal_episodes=5_000, image_size=224,
+                    shape_jitter=0.3),
 }
 
 
@@ -64,7 +67,8 @@ def prepare(mix: DataMix, workers: int = 1, real_roots: dict[str, str] | None = 
 
     dirs = mix.directories()
     generate(GenerationConfig(episodes=mix.synthetic_episodes, split=mix.synthetic_split, seed=mix.seed,
-                              image_size=mix.image_size), Path(dirs[0]), workers=workers, progress=progress)
+                              image_size=mix.image_size, shape_jitter=mix.shape_jitter), Path(dirs[0]),
+             workers=workers, progress=progress)
     for name, count in (("droid", mix.droid_episodes), ("fractal", mix.fractal_episodes)):
         if not count:
             continue

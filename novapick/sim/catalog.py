@@ -255,6 +255,41 @@ def _make_object(rng: np.random.Generator, oid: int, category: str, counter: dic
     raise RuntimeError(f"could not sample a pickable {category}")
 
 
+SHAPE_JITTER_MAX_HEIGHT = 0.16   # m: taller items would reach the wrist camera at its home pose
+
+
+def jittered_spec(spec: ObjectSpec, rng: np.random.Generator, amount: float, tries: int = 10) -> ObjectSpec:
+    """A copy of ``spec`` whose dimensions are each scaled by a factor in [1 - amount,
+    1 + amount] (geometric domain randomisation of training scenes).
+
+    The density is kept, so the mass follows the volume, and every derived label (suction
+    and jaw feasibility, best mode, size word) is recomputed with the simulator's own
+    rules, so the expert and the labels stay consistent with what the camera shows. Why:
+    with only a handful of sizes per category a policy can memorise "a clear thing is a
+    tall bottle" instead of reading height and width from the pixels. Draws that make
+    the item unpickable or too tall are redrawn; after ``tries`` the original is kept.
+    """
+    if not 0.0 <= amount < 1.0:
+        raise ValueError(f"shape jitter must be in [0, 1), got {amount}")
+    if amount == 0.0:
+        return spec
+    for _ in range(tries):
+        scale = rng.uniform(1.0 - amount, 1.0 + amount, len(spec.dims))
+        if spec.geometry == "pebble":   # dims[1] is a height ratio, not a length
+            scale[1] = 1.0
+        dims = tuple(round(float(d * s), 4) for d, s in zip(spec.dims, scale))
+        if resting_extents(spec.geometry, dims)[2] > SHAPE_JITTER_MAX_HEIGHT:
+            continue
+        mass = round(max(spec.mass * _volume(spec.geometry, dims) / _volume(spec.geometry, spec.dims), 0.03), 3)
+        friendly, suction_ok, jaw_ok = _label(spec.geometry, dims, spec.material, mass, spec.friction)
+        if not (suction_ok or jaw_ok):
+            continue
+        return dataclasses.replace(spec, dims=dims, mass=mass, size=_size_word(spec.geometry, dims),
+                                   suction_friendly=friendly, suction_ok=suction_ok, jaw_ok=jaw_ok,
+                                   best_mode="suction" if suction_ok else "parallel_jaw")
+    return spec
+
+
 def generate_catalog(seed: int = CATALOG_SEED, per_split: int = 50) -> Catalog:
     """Generate ``per_split`` known and ``per_split`` novel objects deterministically."""
     rng = np.random.default_rng(seed)

@@ -30,7 +30,7 @@ import pybullet as p
 
 from novapick.sim import robot as R
 from novapick.sim.camera import Lighting, project_to_wrist_image, render_scene, render_wrist
-from novapick.sim.catalog import CATALOG_SEED, FRAGILE_LIMIT_N, ObjectSpec, load_catalog
+from novapick.sim.catalog import CATALOG_SEED, FRAGILE_LIMIT_N, ObjectSpec, jittered_spec, load_catalog
 from novapick.sim.gripper import HybridGripper
 from novapick.sim.language import make_instruction
 from novapick.sim.objects import half_height, resting_orientation
@@ -144,7 +144,8 @@ class NovaPickEnv(gym.Env):
     # ---- episode setup ----------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start an episode. ``options``: object (name or id; default: random from the split),
-        split ("known" | "novel"), n_items (1-30, target included)."""
+        split ("known" | "novel"), n_items (1-30, target included), shape_jitter (default
+        0: catalog sizes; > 0 rescales every item, see ``catalog.jittered_spec``)."""
         super().reset(seed=seed)
         options = dict(options or {})
         split = options.get("split", self.default_split)
@@ -156,6 +157,11 @@ class NovaPickEnv(gym.Env):
         target = self.catalog.get(options["object"]) if options.get("object") is not None \
             else pool[int(rng.integers(len(pool)))]
         distractors = self._pick_distractors(rng, pool, target, n_items - 1)
+        jitter = float(options.get("shape_jitter", 0.0))
+        if jitter:  # training scenes only: resize every item (its own stream: jitter 0 changes nothing)
+            size_rng = np.random.default_rng(rng.integers(1 << 63))
+            target = jittered_spec(target, size_rng, jitter)
+            distractors = [jittered_spec(d, size_rng, jitter) for d in distractors]
 
         self.gripper.reset()  # first: its constraint refers to a body about to be removed
         for item in self.items:

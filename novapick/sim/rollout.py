@@ -79,10 +79,10 @@ def run_expert_episode(env, seed: int, options: dict, perturb: bool = False, rec
 
 
 def record_expert_episode(env, seed: int, object_name: str | int | None, split: str, n_items: int,
-                          perturb: bool = False) -> Episode:
+                          perturb: bool = False, shape_jitter: float = 0.0) -> Episode:
     """Record one expert demonstration in the course's episode format (see :class:`Episode`)."""
-    info, steps, _ = run_expert_episode(env, seed, {"object": object_name, "split": split,
-                                                    "n_items": n_items}, perturb=perturb)
+    info, steps, _ = run_expert_episode(env, seed, {"object": object_name, "split": split, "n_items": n_items,
+                                                    "shape_jitter": shape_jitter}, perturb=perturb)
     spec = env.unwrapped.target.spec
     stack = lambda key: np.stack([s["obs"][key] for s in steps])  # noqa: E731
     return Episode(
