@@ -12,7 +12,7 @@ from solutions.augmentation import (augment_observation, augment_training_window
                                     swap_left_right)
 from solutions.baseline import GraspBaseline
 from solutions.eda import Welford, compute_dataset_statistics
-from solutions.encoder import ObservationEncoder
+from solutions.encoder import ObservationEncoder, multihead_attention
 from solutions.flow_head import FlowMatchingActionHead, flow_matching_loss, sinusoidal_embedding
 from solutions.rssm import RSSM, GraspSuccessHead, categorical_kl, kl_balanced_loss
 
@@ -145,6 +145,23 @@ def test_embedding_and_attention_depend_on_the_instruction():
     out = enc(rgb, depth, tokenize(["pick up the red bottle", "grab the small blue box on the left"]))
     assert (out[0] - out[1]).abs().max() > 1e-3
     assert (enc.last_attention[0] - enc.last_attention[1]).abs().max() > 1e-4
+
+
+def test_batch_first_attention_matches_torch_multihead_attention():
+    """The encoder's own attention (faster on the CPU) computes what nn.MultiheadAttention
+    computes with the same parameters: outputs, head-averaged weights and gradients."""
+    torch.manual_seed(0)
+    attn = torch.nn.MultiheadAttention(32, 4, batch_first=True)
+    queries, keys = torch.randn(3, 2, 32, requires_grad=True), torch.randn(3, 7, 32, requires_grad=True)
+    ours, our_weights = multihead_attention(attn, queries, keys)
+    theirs, their_weights = attn(queries, keys, keys, need_weights=True)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(our_weights, their_weights)
+    assert our_weights.shape == (3, 2, 7)
+    grads = torch.autograd.grad(ours.square().sum() + our_weights.square().sum(), (queries, keys))
+    expected = torch.autograd.grad(theirs.square().sum() + their_weights.square().sum(), (queries, keys))
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e)
 
 
 @pytest.mark.slow

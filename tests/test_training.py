@@ -78,6 +78,21 @@ def test_train_checkpoints_resumes_and_plots(data_dir, tmp_path):
     assert set(model) >= {"encoder", "rssm", "flow_head"} and mcfg.image_size == 64
 
 
+def test_the_same_seed_gives_the_same_training_curve_and_weights(data_dir, tmp_path):
+    """Determinism: a seed fixes the initial weights, the window order, the augmentation,
+    word dropout, teacher forcing and the flow-matching noise."""
+    def run(seed: int, out: Path) -> tuple[list, dict]:
+        train([str(data_dir)], out, "quick", steps=5, batch_size=2, seq_len=4, seed=seed, log_every=1)
+        ckpt = torch.load(out / "last.pt", weights_only=False)
+        return [h["total_loss"] for h in ckpt["history"]], ckpt["model"]["flow_head"]
+    first_curve, first_weights = run(3, tmp_path / "a")
+    second_curve, second_weights = run(3, tmp_path / "b")
+    other_curve, _ = run(4, tmp_path / "c")
+    assert len(first_curve) == 5 and first_curve == second_curve and first_curve != other_curve
+    for name, tensor in first_weights.items():
+        assert torch.equal(tensor, second_weights[name]), name
+
+
 @pytest.mark.slow
 def test_ddp_with_two_processes_completes(data_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
