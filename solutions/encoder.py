@@ -110,10 +110,13 @@ class SmallTextEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # A training batch of windows repeats each instruction once per step: encode each
-        # distinct one once and copy the result (the same values and gradients, less work)
+        # distinct one once and copy the result (the same values and gradients, less work).
+        # index_select, not self(unique)[index]: the backward of indexing with repeated
+        # indices adds the copies' gradients in a thread-timing-dependent order on the
+        # CPU, so two runs with the same seed drifted apart on a busy machine
         unique, index = torch.unique(tokens, dim=0, return_inverse=True)
         if len(unique) < len(tokens):
-            return self(unique)[index]
+            return self(unique).index_select(0, index)
         length = max(1, int((tokens != 0).sum(1).max()))
         tokens = tokens[:, :length]  # drop the all-padding tail: same result, ~7x less work
         pad = tokens == 0                                                  # CLIP pads with 0

@@ -164,6 +164,34 @@ def test_batch_first_attention_matches_torch_multihead_attention():
         torch.testing.assert_close(g, e)
 
 
+def test_text_encoder_gradients_are_reproducible_on_a_busy_machine():
+    """A training batch repeats each instruction once per window step; the encoder runs
+    each distinct one once and copies it. The copies' gradients must add up in the same
+    order every time: with ``out[index]`` they did not when other processes competed for
+    the cores, and the same seed gave a different training run."""
+    import subprocess
+    import sys
+    from solutions.encoder import SmallTextEncoder
+    torch.manual_seed(0)
+    encoder = SmallTextEncoder()
+    phrases = [f"pick up the {c} {s}" for c in ("red", "blue", "green", "big yellow") for s in ("box", "bottle cap")]
+    tokens = tokenize(phrases).repeat(12, 1)                       # 96 rows, 8 distinct
+    weights = torch.linspace(-1, 1, 96 * 512).view(96, 512)
+
+    def gradients() -> list[torch.Tensor]:
+        encoder.zero_grad()
+        (encoder(tokens) * weights).sum().backward()
+        return [p.grad.clone() for p in encoder.parameters()]
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        first = gradients()
+        for _ in range(15):
+            assert all(torch.equal(a, b) for a, b in zip(gradients(), first))
+    finally:
+        for process in busy:
+            process.kill()
+
+
 @pytest.mark.slow
 def test_full_spec_encoder_uses_dinov2_and_clip_architectures():
     with pytest.warns(PretrainedUnavailable):
