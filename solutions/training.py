@@ -577,7 +577,7 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
         for p in [p for m in model.values() for p in m.state_dict().values()]:
             torch.distributed.broadcast(p, src=0)
     # fused: one kernel for all parameters instead of a loop over ~150 tensors; on the
-    # quick profile's CPU step it saves ~10 ms of ~230 ms (same update, up to rounding)
+    # quick profile's CPU step it saved ~10 ms of ~230 ms (same update, up to rounding)
     optimizer = torch.optim.AdamW(parameters(model), lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=True)
     scheduler = warmup_cosine(optimizer, tcfg)
     torch.manual_seed(seed + rank)  # different flow-matching noise per rank
