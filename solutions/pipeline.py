@@ -13,7 +13,7 @@ Stages:
    inference benchmark of the quick model and of the full-spec architecture,
 5. print the results tables, write `artifacts/results.json`, loss curves and a video.
 
-    python -m solutions.pipeline --profile quick            # CPU, ~30 minutes here
+    python -m solutions.pipeline --profile quick            # CPU, 17-29 minutes here
     python -m solutions.pipeline --episodes 2 --data-episodes 4 --train-steps 2 --data-root /tmp/d   # smoke
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ class PipelineConfig:
     data_episodes: int = 600    # synthetic demonstrations (known split)
     shape_jitter: float = 0.3   # ... with every item's dimensions scaled by 1 +- this
     data_root: str = "data"
-    train_steps: int = 4000     # VLA gradient steps (quick: ~14-15 min on 2 CPU cores)
+    train_steps: int = 4000     # VLA gradient steps (quick: 9-15 min on 2 CPU cores, by machine)
     baseline_steps: int = 600
     rehearsal_k: int = 4        # candidate chunks imagined per replan in the rehearsal run
     clutter_episodes: int = 50  # per split, in bins of 1..30 items
