@@ -125,15 +125,13 @@ def record_vla_video(cfg: PipelineConfig, policy, out: Path) -> Path:
 def make_data(cfg: PipelineConfig) -> dict:
     """Stage 1: the synthetic training demonstrations (resumes if already there), validated."""
     from novapick.data.check import check_dataset
-    from novapick.data.mix import DataMix
-    from novapick.data.writer import GenerationConfig
-
     from novapick.data.generate import generate
+    from novapick.data.mix import DataMix
+
     mix = DataMix(synthetic_episodes=cfg.data_episodes, image_size=cfg.image_size, seed=cfg.seed,
                   shape_jitter=cfg.shape_jitter, root=cfg.data_root)
     root = Path(mix.directories()[0])
-    info = generate(GenerationConfig(episodes=cfg.data_episodes, seed=cfg.seed, image_size=cfg.image_size,
-                                     shape_jitter=cfg.shape_jitter), root, workers=cfg.workers)
+    info = generate(mix.generation_config(), root, workers=cfg.workers)
     check = check_dataset(root)
     if check["problems"]:
         raise SystemExit(f"generated data in {root} failed validation: {check['problems'][:5]}")

@@ -17,6 +17,8 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from novapick.data.writer import GenerationConfig
+
 
 @dataclass
 class DataMix:
@@ -37,6 +39,11 @@ class DataMix:
             raise ValueError("episode counts must be >= 0")
         if self.synthetic_episodes == 0:
             raise ValueError("the synthetic split is the training split (normalisation statistics): need > 0 episodes")
+
+    def generation_config(self) -> GenerationConfig:
+        """The settings of this mix's synthetic split (what ``prepare`` generates)."""
+        return GenerationConfig(episodes=self.synthetic_episodes, split=self.synthetic_split, seed=self.seed,
+                                image_size=self.image_size, shape_jitter=self.shape_jitter)
 
     def directories(self) -> list[str]:
         """Dataset directories in loading order (the first defines the normalisation)."""
@@ -63,12 +70,9 @@ def prepare(mix: DataMix, workers: int = 1, real_roots: dict[str, str] | None = 
     otherwise its public release is downloaded. Returns :meth:`DataMix.directories`."""
     from novapick.data.generate import generate
     from novapick.data.lerobot import SOURCES, convert, download
-    from novapick.data.writer import GenerationConfig
 
     dirs = mix.directories()
-    generate(GenerationConfig(episodes=mix.synthetic_episodes, split=mix.synthetic_split, seed=mix.seed,
-                              image_size=mix.image_size, shape_jitter=mix.shape_jitter), Path(dirs[0]),
-             workers=workers, progress=progress)
+    generate(mix.generation_config(), Path(dirs[0]), workers=workers, progress=progress)
     for name, count in (("droid", mix.droid_episodes), ("fractal", mix.fractal_episodes)):
         if not count:
             continue
