@@ -82,6 +82,7 @@ class TrainConfig:
     free_nats: float = 1.0         # DreamerV3: no KL penalty below 1 nat
     kl_balance: float = 0.8        # DreamerV3: 80 % of the KL gradient trains the prior
     ema_decay: float = 0.999
+    checkpoint_every: int = 1_000  # steps between checkpoints (a Colab session can end at any time)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -107,6 +108,8 @@ class TrainConfig:
                              f"{self.pose_teacher_p}, {self.pose_teacher_noise}")
         if not 0.0 <= self.kl_balance <= 1.0:
             raise ValueError(f"kl_balance must be in [0, 1], got {self.kl_balance}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 step, got {self.checkpoint_every}")
 
 
 @dataclass

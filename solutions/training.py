@@ -8,8 +8,9 @@
     torchrun --nproc_per_node 2 -m solutions.training --profile quick --data ... --steps 20   # data parallel
 
 AdamW (weight decay 1e-4), linear warm-up then cosine decay, gradient clipping at 100,
-dropout 0.1 in the MLPs, an EMA copy of the weights for evaluation, checkpoints that
-resume, a tqdm bar and a loss-curve PNG.
+dropout 0.1 in the MLPs, an EMA copy of the weights for evaluation, checkpoints every
+``checkpoint_every`` steps that resume exactly (same weights as a run that never
+stopped), a tqdm bar and a loss-curve PNG.
 """
 from __future__ import annotations
 
@@ -483,15 +484,34 @@ def _unwrap(m: nn.Module) -> nn.Module:
 
 
 def save_checkpoint(path: Path, model: dict, ema: EMA, optimizer, scheduler, step: int, history: list,
-                    mcfg: ModelConfig, tcfg: TrainConfig) -> None:
+                    mcfg: ModelConfig, tcfg: TrainConfig, position: dict | None = None) -> None:
+    """Write everything a resumed run needs to continue exactly: weights, EMA, optimiser,
+    schedule, curves and ``position`` (where the data order and the random streams
+    stand, see :func:`train`). Written to a temporary file, then renamed, so a run killed
+    while saving leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"model": {k: _unwrap(m).state_dict() for k, m in model.items()},
                 "ema": {k: m.state_dict() for k, m in ema.shadow.items()},
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                 "history": history, "model_config": vars(mcfg), "train_config": vars(tcfg),
-                "torch_rng": torch.get_rng_state()}, tmp)
+                "position": position or {}}, tmp)
     os.replace(tmp, path)
+
+
+def random_state(device: torch.device) -> dict:
+    """This process's torch random streams (CPU, and the GPU's when training there):
+    augmentation, word dropout, teacher forcing and the flow-matching noise draw from them."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_random_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def load_policy_model(path: str | Path, use_ema: bool = True) -> tuple[dict, ModelConfig]:
@@ -540,8 +560,14 @@ def _distributed() -> tuple[int, int]:
 
 def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: int | None = None,
           batch_size: int | None = None, seq_len: int | None = None, seed: int = 0,
-          device: str | None = None, resume: bool = True, log_every: int = 10, lr: float | None = None) -> dict:
-    """Train the VLA from scratch or resume from ``out``/last.pt; returns a summary."""
+          device: str | None = None, resume: bool = True, log_every: int = 10, lr: float | None = None,
+          checkpoint_every: int | None = None) -> dict:
+    """Train the VLA from scratch or resume from ``out``/last.pt; returns a summary.
+
+    A checkpoint is written every ``checkpoint_every`` steps (the profile's by default)
+    and at the end. Resuming continues exactly where it was saved: the same remaining
+    batches of the interrupted epoch and the same random streams, so a run stopped and
+    resumed ends with the same weights as one that never stopped."""
     from novapick.data.dataset import EpisodeWindows, EpisodeStore, _Batched, load_stats
 
     rank, world = _distributed()
@@ -551,6 +577,7 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
     tcfg.lr = lr or tcfg.lr
     tcfg.warmup_steps = min(tcfg.warmup_steps, tcfg.total_steps // 10)
     tcfg.batch_size, tcfg.seq_len, tcfg.seed = batch_size or tcfg.batch_size, seq_len or tcfg.seq_len, seed
+    tcfg.checkpoint_every = checkpoint_every or tcfg.checkpoint_every
     mcfg.context_steps = tcfg.seq_len  # the policy replays windows of the length it was trained on
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(seed)  # same initial weights everywhere (rank 0's are broadcast too)
@@ -563,9 +590,7 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
     windows = EpisodeWindows(store, stats, tcfg.seq_len, mcfg.image_size, only_success=True)
     sampler = torch.utils.data.DistributedSampler(windows, world, rank, shuffle=True, seed=seed) if world > 1 \
         else torch.utils.data.RandomSampler(windows, generator=torch.Generator().manual_seed(seed))
-    loader = DataLoader(_Batched(windows, as_tuple=False),
-                        sampler=torch.utils.data.BatchSampler(sampler, tcfg.batch_size, drop_last=True),
-                        batch_size=None, collate_fn=lambda b: b)
+    batches = torch.utils.data.BatchSampler(sampler, tcfg.batch_size, drop_last=True)
 
     model = {k: m.to(dev) for k, m in build_model(mcfg).items()}
     model["action_scaler"].set_stats(stats.action_mean, stats.action_std)
@@ -583,9 +608,12 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
     torch.manual_seed(seed + rank)  # different flow-matching noise per rank
     ema = EMA(model, tcfg.ema_decay)
     step, history = 0, []
+    # Where the data stands: the epoch, how many of its batches are done, and (one
+    # process) the order generator's state when the epoch began, which re-creates its order.
+    position = {"epoch": 0, "batches_done": 0, "order_state": None}
     last = out / "last.pt"
     if resume and last.exists():
-        ckpt = torch.load(last, map_location=dev, weights_only=False)
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
         for k, m in model.items():
             _unwrap(m).load_state_dict(ckpt["model"][k])
         for k, m in ema.shadow.items():
@@ -593,35 +621,62 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         step, history = ckpt["step"], ckpt["history"]
+        saved = ckpt.get("position") or {}
+        if saved.get("world_size", world) != world:
+            print(f"resuming with {world} processes instead of {saved['world_size']}: the weights, optimiser "
+                  "and schedule continue, the data order and random streams start afresh")
+        elif saved:
+            position.update({k: saved[k] for k in position})
+            set_random_state(saved["random_state"][rank], dev)
+
+    def save() -> None:
+        # every process's random streams go into rank 0's file (gathering is collective)
+        states = [random_state(dev)]
+        if world > 1:
+            states = [None] * world
+            torch.distributed.all_gather_object(states, random_state(dev))
+        if rank == 0:
+            save_checkpoint(last, model, ema, optimizer, scheduler, step, history, mcfg, tcfg,
+                            {**position, "world_size": world, "random_state": states})
 
     start, start_step = time.perf_counter(), step
 
     def on_step(logs: dict) -> None:
         nonlocal step
         step += 1
+        position["batches_done"] += 1
         ema.update(model)
         if step % log_every == 0 or step == tcfg.total_steps:
             history.append({"step": step, **logs})
+        if step % tcfg.checkpoint_every == 0 and step < tcfg.total_steps:
+            save()
 
-    epoch = 0
     bar = tqdm(total=tcfg.total_steps, initial=step, desc="train", disable=rank != 0)
     while step < tcfg.total_steps:
         if world > 1:
-            sampler.set_epoch(epoch)
+            sampler.set_epoch(position["epoch"])
+        else:
+            if position["order_state"] is None:
+                position["order_state"] = sampler.generator.get_state()
+            sampler.generator.set_state(position["order_state"])
+        remaining = list(batches)[position["batches_done"]:]
+        # its own generator: by default each new iterator draws a worker seed from the
+        # global stream, which a run resumed mid-epoch would draw once more than one that never stopped
+        loader = DataLoader(_Batched(windows, as_tuple=False), sampler=remaining, batch_size=None,
+                            collate_fn=lambda b: b, generator=torch.Generator().manual_seed(seed))
         before = step
-        train_one_epoch(model, loader, optimizer, scheduler, dev, epoch, tcfg,
+        train_one_epoch(model, loader, optimizer, scheduler, dev, position["epoch"], tcfg,
                         max_steps=tcfg.total_steps - step, on_step=on_step)
         bar.update(step - before)
-        epoch += 1
-        if rank == 0:
-            save_checkpoint(last, model, ema, optimizer, scheduler, step, history, mcfg, tcfg)
+        if step < tcfg.total_steps or position["batches_done"] == len(batches):  # the epoch is complete
+            position.update(epoch=position["epoch"] + 1, batches_done=0, order_state=None)
     bar.close()
     train_s = time.perf_counter() - start
     summary = {"steps": step, "train_s": train_s, "steps_per_s": (step - start_step) / max(train_s, 1e-9),
                "final": history[-1] if history else {}, "windows": len(windows), "world_size": world,
                "params": {k: sum(p.numel() for p in _unwrap(m).parameters()) for k, m in model.items()}}
+    save()
     if rank == 0:
-        save_checkpoint(last, model, ema, optimizer, scheduler, step, history, mcfg, tcfg)
         plot_curves(history, out / "loss_curves.png")
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     if world > 1:
@@ -641,10 +696,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, help="peak learning rate (default: the profile's)")
     ap.add_argument("--device")
+    ap.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: the profile's)")
     ap.add_argument("--no-resume", action="store_true")
     args = ap.parse_args(argv)
     summary = train(args.data, args.out, args.profile, args.steps, args.batch_size, args.seq_len, args.seed,
-                    args.device, resume=not args.no_resume, lr=args.lr)
+                    args.device, resume=not args.no_resume, lr=args.lr, checkpoint_every=args.checkpoint_every)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary))
     return summary

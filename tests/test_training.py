@@ -11,7 +11,8 @@ import torch
 
 from novapick.config import TrainConfig, get_profile
 from novapick.data.dataset import make_dataloader
-from solutions.training import build_model, load_policy_model, parameters, train, train_one_epoch, warmup_cosine
+from solutions.training import (build_model, load_policy_model, parameters, save_checkpoint, train, train_one_epoch,
+                                warmup_cosine)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,6 +92,40 @@ def test_the_same_seed_gives_the_same_training_curve_and_weights(data_dir, tmp_p
     assert len(first_curve) == 5 and first_curve == second_curve and first_curve != other_curve
     for name, tensor in first_weights.items():
         assert torch.equal(tensor, second_weights[name]), name
+
+
+def test_a_stopped_and_resumed_run_ends_with_the_same_weights(data_dir, tmp_path, monkeypatch):
+    """Exact resume: a run killed right after its step-3 checkpoint (mid-epoch) and then
+    resumed, going on across the next epoch, gives the same curve, weights and EMA as a
+    run that never stopped: the same remaining batches and the same random streams."""
+    import solutions.training as training
+
+    windows = train([str(data_dir)], tmp_path / "probe", "quick", steps=1, batch_size=2, seq_len=4)["windows"]
+    batch = windows // 5                                   # 5 batches per epoch: 8 steps cross into epoch 2
+    kwargs = dict(profile="quick", steps=8, batch_size=batch, seq_len=4, seed=5, log_every=1, checkpoint_every=3)
+    train([str(data_dir)], tmp_path / "straight", **kwargs)
+
+    class Killed(Exception):
+        pass
+
+    def save_then_die(*args, **kw):
+        save_checkpoint(*args, **kw)
+        raise Killed
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train([str(data_dir)], tmp_path / "stopped", **kwargs)
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "stopped" / "last.pt", weights_only=False)["step"] == 3
+    train([str(data_dir)], tmp_path / "stopped", **kwargs)
+
+    straight, resumed = (torch.load(tmp_path / d / "last.pt", weights_only=False) for d in ("straight", "stopped"))
+    assert resumed["step"] == straight["step"] == 8 and straight["position"]["epoch"] == 1
+    assert [h["total_loss"] for h in resumed["history"]] == [h["total_loss"] for h in straight["history"]]
+    for part in ("model", "ema"):
+        for name, weights in straight[part].items():
+            for key, tensor in weights.items():
+                assert torch.equal(tensor, resumed[part][name][key]), (part, name, key)
 
 
 @pytest.mark.slow
