@@ -623,8 +623,9 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
         step, history = ckpt["step"], ckpt["history"]
         saved = ckpt.get("position") or {}
         if saved.get("world_size", world) != world:
-            print(f"resuming with {world} processes instead of {saved['world_size']}: the weights, optimiser "
-                  "and schedule continue, the data order and random streams start afresh")
+            if rank == 0:
+                print(f"resuming with {world} processes instead of {saved['world_size']}: the weights, "
+                      "optimiser and schedule continue, the data order and random streams start afresh")
         elif saved:
             position.update({k: saved[k] for k in position})
             set_random_state(saved["random_state"][rank], dev)
@@ -655,9 +656,9 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
     while step < tcfg.total_steps:
         if world > 1:
             sampler.set_epoch(position["epoch"])
-        else:
-            if position["order_state"] is None:
-                position["order_state"] = sampler.generator.get_state()
+        elif position["order_state"] is None:      # a new epoch: remember where its order begins
+            position["order_state"] = sampler.generator.get_state()
+        else:                                      # resuming mid-epoch: re-create its order
             sampler.generator.set_state(position["order_state"])
         remaining = list(batches)[position["batches_done"]:]
         # its own generator: by default each new iterator draws a worker seed from the
