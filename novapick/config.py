@@ -83,6 +83,7 @@ class TrainConfig:
     kl_balance: float = 0.8        # DreamerV3: 80 % of the KL gradient trains the prior
     ema_decay: float = 0.999
     checkpoint_every: int = 1_000  # steps between checkpoints (a Colab session can end at any time)
+    scene_batch: int = 0           # grounding scenes per step (novapick.data.scenes), 0 = none (see training.py)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -108,6 +109,8 @@ class TrainConfig:
                              f"{self.pose_teacher_p}, {self.pose_teacher_noise}")
         if not 0.0 <= self.kl_balance <= 1.0:
             raise ValueError(f"kl_balance must be in [0, 1], got {self.kl_balance}")
+        if self.scene_batch < 0:
+            raise ValueError(f"scene_batch must be >= 0, got {self.scene_batch}")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 step, got {self.checkpoint_every}")
 
@@ -129,5 +132,5 @@ def get_profile(name: str) -> Profile:
                                    pretrained=False, token_dim=128, obs_embed_dim=128, det_dim=128,
                                    stoch_dim=16, stoch_classes=16, hidden_dim=128, context_steps=4),
                        TrainConfig(lr=6e-4, warmup_steps=100, total_steps=4_000, batch_size=32, seq_len=4,
-                                   ema_decay=0.99, flow_samples=2, word_dropout=0.15))
+                                   ema_decay=0.99, flow_samples=2, word_dropout=0.15, scene_batch=32))
     raise ValueError(f"profile must be 'quick' or 'full', got {name!r}")

@@ -46,6 +46,7 @@ class PipelineConfig:
     out: str = "artifacts"
     data_episodes: int = 600    # synthetic demonstrations (known split)
     shape_jitter: float = 0.3   # ... with every item's dimensions scaled by 1 +- this
+    grounding_scenes: int = 6000  # first looks at other bins for the grounding loss (novapick.data.scenes)
     data_root: str = "data"
     train_steps: int = 4000     # VLA gradient steps (quick: 9-15 min on 2 CPU cores, by machine)
     baseline_steps: int = 600
@@ -56,18 +57,26 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.profile not in ("quick", "full"):
             raise ValueError(f"profile must be 'quick' or 'full', got {self.profile!r}")
+        if self.grounding_scenes < 0:
+            raise ValueError(f"grounding_scenes must be >= 0, got {self.grounding_scenes}")
         if self.episodes < 1 or not 1 <= self.items <= 30:
             raise ValueError(f"need episodes >= 1 and 1 <= items <= 30, got {self.episodes}, {self.items}")
 
 
 PROFILES = {"quick": dict(episodes=100, items=5, image_size=64, data_episodes=600, train_steps=4000),
-            "full": dict(episodes=200, items=10, image_size=224, data_episodes=20_000, train_steps=200_000)}
+            "full": dict(episodes=200, items=10, image_size=224, data_episodes=20_000, train_steps=200_000,
+                         grounding_scenes=0)}   # 20,000 demonstrations are 20,000 first looks already
 
 
 def git_commit() -> str:
+    """HEAD's hash, with "+dirty" when tracked files have uncommitted changes (then the
+    results do not come from that commit's code alone)."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                               check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True, check=True).stdout.strip()
+        return head + ("+dirty" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -127,6 +136,7 @@ def make_data(cfg: PipelineConfig) -> dict:
     from novapick.data.check import check_dataset
     from novapick.data.generate import generate
     from novapick.data.mix import DataMix
+    from novapick.data.scenes import SceneConfig, generate_scenes
 
     mix = DataMix(synthetic_episodes=cfg.data_episodes, image_size=cfg.image_size, seed=cfg.seed,
                   shape_jitter=cfg.shape_jitter, root=cfg.data_root)
@@ -135,9 +145,16 @@ def make_data(cfg: PipelineConfig) -> dict:
     check = check_dataset(root)
     if check["problems"]:
         raise SystemExit(f"generated data in {root} failed validation: {check['problems'][:5]}")
+    scenes = {"scenes": 0}
+    if cfg.grounding_scenes:
+        scenes = generate_scenes(SceneConfig(cfg.grounding_scenes, "known", cfg.seed, cfg.image_size,
+                                             shape_jitter=cfg.shape_jitter), root, workers=cfg.workers)
+        print(f"grounding scenes: {scenes['scenes']} in {scenes['seconds']:.0f} s, "
+              f"{scenes['bytes'] / 1e6:.0f} MB, target in view {scenes['in_view']:.1%}")
     return {"dir": str(root), "episodes": info["episodes"], "frames": info["frames"],
             "expert_success": info["expert_success_rate"], "content_hash": info["content_hash"],
-            "bytes": info["bytes_on_disk"]}
+            "bytes": info["bytes_on_disk"], "grounding_scenes": scenes["scenes"],
+            "grounding_scenes_s": scenes.get("seconds", 0.0)}
 
 
 def _row(summary: dict) -> dict:
@@ -211,6 +228,7 @@ def run(cfg: PipelineConfig) -> dict:
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()   # the code this run starts with
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -287,7 +305,7 @@ def run(cfg: PipelineConfig) -> dict:
     timings["total_s"] = time.perf_counter() - start
     clean = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
     results = {
-        "git_commit": git_commit(), "profile": cfg.profile, "config": asdict(cfg),
+        "git_commit": commit, "profile": cfg.profile, "config": asdict(cfg),
         "seeds": {"pipeline": cfg.seed, "data": cfg.seed, "training": cfg.seed, "evaluation": cfg.seed + 7},
         "data": data,
         "vla": {"success_known": rows["vla/known"]["success_rate"], "success_novel": rows["vla/novel"]["success_rate"],
@@ -358,12 +376,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--baseline-steps", type=int)
     ap.add_argument("--benchmark-runs", type=int)
     ap.add_argument("--data-root", default="data")
+    ap.add_argument("--grounding-scenes", type=int, help="first looks at other bins for the grounding loss "
+                    "(default: the profile's; 0 = none)")
     args = ap.parse_args(argv)
     settings = dict(PROFILES[args.profile])
     settings.update({k: v for k, v in (("episodes", args.episodes), ("items", args.items),
                                        ("data_episodes", args.data_episodes), ("train_steps", args.train_steps),
                                        ("baseline_steps", args.baseline_steps),
-                                       ("benchmark_runs", args.benchmark_runs)) if v is not None})
+                                       ("benchmark_runs", args.benchmark_runs),
+                                       ("grounding_scenes", args.grounding_scenes)) if v is not None})
     cfg = PipelineConfig(profile=args.profile, workers=args.workers, seed=args.seed, out=args.out,
                          data_root=args.data_root, **settings)
     return run(cfg)

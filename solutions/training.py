@@ -1,7 +1,8 @@
 """Notebook 05 — joint training of encoder, RSSM, flow head and grasp head (Section 3.5).
 
     L = L_flow + 0.5 L_wm + 0.1 L_grasp          (Section 2)
-        + lambda_pose L_pose + lambda_ground L_ground  (auxiliary perception terms, beyond the case study)
+        + lambda_pose L_pose + lambda_ground (L_ground + L_ground_scenes)  (auxiliary perception terms,
+                                                                             beyond the case study)
     L_wm = next-latent MSE + beta * KL(balanced, free nats) + reward MSE + reconstruction MSE
 
     python -m solutions.training --profile quick --data data/synthetic_known_96px_s0_jitter0.3 --steps 1500
@@ -333,8 +334,44 @@ def _unpack(batch, device: torch.device) -> dict[str, torch.Tensor]:
     return b
 
 
-def compute_losses(model: dict, batch: dict, tcfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """All loss terms for one batch of windows (B, L, ...)."""
+def scene_grounding_loss(model: dict, scenes: dict[str, torch.Tensor], tcfg: TrainConfig) -> torch.Tensor:
+    """The grounding loss on ``tcfg.scene_batch`` random grounding scenes (first looks at
+    other bins, :mod:`novapick.data.scenes`), augmented like the windows.
+
+    Why (beyond the case study): the demonstrations show each bin from afar only once,
+    so the VLA learns to find the named item among the others from 600 first looks; it
+    then missed the item in the evaluation bins' first frames twice as often as in the
+    training ones, and picked half of those. Scenes cost no expert and no rollout: only
+    the encoder runs on them, and only the language query's attention is supervised.
+    ``scenes``: rgb (N, 3, S, S) uint8, depth (N, 1, S, S) metres, language (N, 77),
+    target_uv (N, 3), as :func:`load_scene_tensors` makes them."""
+    pick = torch.randint(len(scenes["rgb"]), (tcfg.scene_batch,))
+    rgb = scenes["rgb"][pick].float().div(255.0)
+    depth = (scenes["depth"][pick].float() / DEPTH_MAX_M).clamp(0, 1)
+    rgb, depth = augment_training_windows(rgb[:, None], depth[:, None], tcfg.colour_jitter,
+                                          tcfg.depth_noise_m / DEPTH_MAX_M)       # as 1-step windows
+    encoder = _unwrap(model["encoder"])
+    model["encoder"](rgb[:, 0], depth[:, 0], drop_words(scenes["language"][pick], tcfg.word_dropout))
+    return grounding_loss(encoder.language_attention, scenes["target_uv"][pick], encoder.token_grid)
+
+
+def load_scene_tensors(path: str | Path, image_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """A grounding-scenes file (:func:`novapick.data.scenes.load_scenes`) as tensors on
+    ``device``, the instructions tokenised once."""
+    from novapick.backbones import tokenize
+    from novapick.data.scenes import load_scenes
+
+    data = load_scenes(path, image_size)
+    return {"rgb": torch.from_numpy(data["rgb"]).to(device),
+            "depth": torch.from_numpy(data["depth"].astype(np.float32)).to(device),
+            "language": tokenize(list(data["instruction"])).to(device),
+            "target_uv": torch.from_numpy(data["target_uv"]).to(device)}
+
+
+def compute_losses(model: dict, batch: dict, tcfg: TrainConfig,
+                   scenes: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """All loss terms for one batch of windows (B, L, ...); with ``scenes`` also the
+    grounding loss on a few grounding scenes (see :func:`scene_grounding_loss`)."""
     actions = batch["actions"]
     rgb, depth = augment_training_windows(batch["rgb"], batch["depth"], tcfg.colour_jitter,
                                           tcfg.depth_noise_m / DEPTH_MAX_M)
@@ -382,12 +419,14 @@ def compute_losses(model: dict, batch: dict, tcfg: TrainConfig) -> dict[str, tor
             + hand_head.prediction_loss(pose_estimate["hand"], hand_pose) + point)
     encoder = _unwrap(model["encoder"])
     ground = grounding_loss(encoder.language_attention, batch["target_uv"].flatten(0, 1), encoder.token_grid)
+    scene_ground = (scene_grounding_loss(model, scenes, tcfg) if scenes is not None and tcfg.scene_batch
+                    else torch.zeros_like(ground))
     wm = latent + tcfg.kl_beta * kl + reward + recon
     total = (flow + tcfg.lambda_wm * wm + tcfg.lambda_grasp * grasp
-             + tcfg.lambda_pose * pose + tcfg.lambda_ground * ground)
+             + tcfg.lambda_pose * pose + tcfg.lambda_ground * (ground + scene_ground))
     return {"total_loss": total, "flow_loss": flow, "wm_loss": wm, "kl_loss": kl, "latent_loss": latent,
             "reward_loss": reward, "recon_loss": recon, "grasp_loss": grasp, "pose_loss": pose,
-            "ground_loss": ground}
+            "ground_loss": ground, "scene_ground_loss": scene_ground}
 
 
 def train_one_epoch(model: dict, dataloader: DataLoader,
@@ -395,12 +434,12 @@ def train_one_epoch(model: dict, dataloader: DataLoader,
                     scheduler: torch.optim.lr_scheduler._LRScheduler,
                     device: torch.device, epoch: int,
                     tcfg: TrainConfig | None = None, max_steps: int | None = None,
-                    on_step=None) -> dict:
+                    on_step=None, scenes: dict[str, torch.Tensor] | None = None) -> dict:
     """Train all components for one pass over ``dataloader`` (windows of L steps).
 
     Returns the epoch means of 'flow_loss', 'wm_loss', 'kl_loss', 'total_loss' (and the
     other terms). ``max_steps`` stops early; ``on_step(step_logs)`` is called per batch
-    (EMA updates, curves).
+    (EMA updates, curves); ``scenes`` adds the grounding-scenes loss (see compute_losses).
     """
     tcfg = tcfg or TrainConfig()
     for m in model.values():
@@ -410,7 +449,7 @@ def train_one_epoch(model: dict, dataloader: DataLoader,
     steps = 0
     bar = tqdm(dataloader, desc=f"epoch {epoch}", leave=False, disable=os.environ.get("RANK", "0") != "0")
     for batch in bar:
-        losses = compute_losses(model, _unpack(batch, device), tcfg)
+        losses = compute_losses(model, _unpack(batch, device), tcfg, scenes)
         optimizer.zero_grad(set_to_none=True)
         losses["total_loss"].backward()
         _average_gradients(params)
@@ -541,12 +580,36 @@ def plot_curves(history: list[dict], path: Path) -> None:
         if len(values) >= 20:
             k = max(5, len(values) // 50)
             ax.plot(steps[k - 1:], np.convolve(values, np.ones(k) / k, "valid"))
+        if key == "ground_loss" and any(h.get("scene_ground_loss") for h in history):
+            # the grounding scenes' term beside the demonstrations' (same loss, other frames)
+            ax.plot(steps, [h.get("scene_ground_loss", np.nan) for h in history], alpha=0.6, label="scenes")
+            ax.legend()
         ax.set_title(key)
         ax.set_xlabel("step")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _training_scenes(data_dir: Path, tcfg: TrainConfig, image_size: int, device: torch.device,
+                     rank: int) -> dict[str, torch.Tensor] | None:
+    """The grounding scenes stored with the first dataset, when the profile uses them
+    (``scene_batch`` > 0); says so either way rather than silently training without."""
+    from novapick.data.scenes import SCENES_FILE
+
+    if not tcfg.scene_batch:
+        return None
+    path = data_dir / SCENES_FILE
+    if not path.exists():
+        if rank == 0:
+            print(f"no grounding scenes at {path}: training without them (make them with "
+                  f"python -m novapick.data.scenes --out {data_dir} --image-size {image_size} ...)")
+        return None
+    scenes = load_scene_tensors(path, image_size, device)
+    if rank == 0:
+        print(f"grounding scenes: {len(scenes['rgb'])} from {path}, {tcfg.scene_batch} per step")
+    return scenes
 
 
 def _distributed() -> tuple[int, int]:
@@ -587,6 +650,7 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
     stats = load_stats(data_dirs[0], store)
     if rank == 0:
         stats.save(out / "stats.json")  # the policy normalises its inputs with these
+    scenes = _training_scenes(Path(data_dirs[0]), tcfg, mcfg.image_size, dev, rank)
     windows = EpisodeWindows(store, stats, tcfg.seq_len, mcfg.image_size, only_success=True)
     sampler = torch.utils.data.DistributedSampler(windows, world, rank, shuffle=True, seed=seed) if world > 1 \
         else torch.utils.data.RandomSampler(windows, generator=torch.Generator().manual_seed(seed))
@@ -667,7 +731,7 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
                             collate_fn=lambda b: b, generator=torch.Generator().manual_seed(seed))
         before = step
         train_one_epoch(model, loader, optimizer, scheduler, dev, position["epoch"], tcfg,
-                        max_steps=tcfg.total_steps - step, on_step=on_step)
+                        max_steps=tcfg.total_steps - step, on_step=on_step, scenes=scenes)
         bar.update(step - before)
         if step < tcfg.total_steps or position["batches_done"] == len(batches):  # the epoch is complete
             position.update(epoch=position["epoch"] + 1, batches_done=0, order_state=None)
@@ -675,6 +739,7 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
     train_s = time.perf_counter() - start
     summary = {"steps": step, "train_s": train_s, "steps_per_s": (step - start_step) / max(train_s, 1e-9),
                "final": history[-1] if history else {}, "windows": len(windows), "world_size": world,
+               "grounding_scenes": len(scenes["rgb"]) if scenes is not None else 0,
                "params": {k: sum(p.numel() for p in _unwrap(m).parameters()) for k, m in model.items()}}
     save()
     if rank == 0:

@@ -240,3 +240,43 @@ def test_loader_is_deterministic_given_the_seed(dataset):
     first = [b["episode_index"] for b in make_dataloader(dataset[0], 16, seed=3)]
     again = [b["episode_index"] for b in make_dataloader(dataset[0], 16, seed=3)]
     assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
+def test_grounding_scenes_are_seeded_resumable_and_independent_of_the_workers(tmp_path, monkeypatch):
+    from novapick.data import scenes as S
+
+    monkeypatch.setattr(S, "CHUNK_SCENES", 3)            # 7 scenes = chunks of 3, 3, 1
+    cfg = S.SceneConfig(scenes=7, image_size=32, max_items=3, shape_jitter=0.3)
+    one = S.generate_scenes(cfg, tmp_path / "a", workers=1)
+    two = S.generate_scenes(cfg, tmp_path / "b", workers=2)
+    a, b = S.load_scenes(one["path"], 32), S.load_scenes(two["path"], 32)
+    for key in S.FIELDS:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert a["rgb"].shape == (7, 3, 32, 32) and a["rgb"].dtype == np.uint8 and a["depth"].shape == (7, 1, 32, 32)
+    assert all(text.startswith(("pick", "grab", "get", "please")) for text in a["instruction"])
+    seen = a["target_uv"][:, 2] > 0
+    assert seen.mean() > 0.5 and (np.abs(a["target_uv"][seen, :2]) <= 1).all()
+    assert S.generate_scenes(cfg, tmp_path / "a")["reused"]                         # same settings: kept
+    other = S.generate_scenes(S.SceneConfig(scenes=7, image_size=32, max_items=3, seed=1), tmp_path / "a")
+    assert not other["reused"] and not np.array_equal(S.load_scenes(other["path"])["rgb"], a["rgb"])
+
+
+def test_a_missing_corrupt_or_wrong_size_scenes_file_is_a_clear_error(tmp_path):
+    from novapick.data import scenes as S
+
+    with pytest.raises(FileNotFoundError, match="python -m novapick.data.scenes"):
+        S.load_scenes(tmp_path / "none.npz")
+    np.savez(tmp_path / "partial.npz", rgb=np.zeros((2, 3, 8, 8), np.uint8))
+    with pytest.raises(DataFormatError, match="needs rgb, depth, instruction, target_uv"):
+        S.load_scenes(tmp_path / "partial.npz")
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip file")
+    with pytest.raises(DataFormatError, match="not a grounding-scenes file"):
+        S.load_scenes(tmp_path / "garbage.npz")
+    np.savez(tmp_path / "ok.npz", rgb=np.zeros((2, 3, 8, 8), np.uint8), depth=np.zeros((2, 1, 8, 8), np.float16),
+             instruction=np.array(["pick the box"] * 2), target_uv=np.zeros((2, 3), np.float32))
+    with pytest.raises(DataFormatError, match="8 px scenes; the model needs 64 px"):
+        S.load_scenes(tmp_path / "ok.npz", image_size=64)
+    np.savez(tmp_path / "short.npz", rgb=np.zeros((2, 3, 8, 8), np.uint8), depth=np.zeros((1, 1, 8, 8)),
+             instruction=np.array(["a", "b"]), target_uv=np.zeros((2, 3), np.float32))
+    with pytest.raises(DataFormatError, match=r"depth has shape \(1, 1, 8, 8\), expected \(2, 1, 8, 8\)"):
+        S.load_scenes(tmp_path / "short.npz")

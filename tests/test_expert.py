@@ -142,7 +142,7 @@ def test_reference_pipeline_smoke_run(tmp_path):
     from solutions.pipeline import main as pipeline_main
     results = pipeline_main(["--episodes", "2", "--items", "2", "--workers", "1", "--out", str(tmp_path),
                              "--data-episodes", "4", "--data-root", str(tmp_path / "data"), "--train-steps", "2",
-                             "--baseline-steps", "5", "--benchmark-runs", "3"])
+                             "--baseline-steps", "5", "--benchmark-runs", "3", "--grounding-scenes", "8"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["profile"] == "quick" and saved["git_commit"]
     for key in ("vla", "baseline", "expert"):
@@ -154,6 +154,7 @@ def test_reference_pipeline_smoke_run(tmp_path):
     assert (tmp_path / "expert_rollouts.gif").stat().st_size > 10_000
     assert results["timings"]["total_s"] > 0
     assert saved["data"]["episodes"] == 4 and len(saved["data"]["content_hash"]) == 64
+    assert saved["data"]["grounding_scenes"] == 8 and saved["vla"]["training"]["grounding_scenes"] == 8
 
 
 def test_hand_relative_pose_is_the_bin_pose_at_home_and_zero_at_the_grasp(env):

@@ -257,3 +257,37 @@ def test_expert_pose_vectors_replay_to_a_successful_pick():
         done = terminated or truncated
     assert replay["success"]
     env.close()
+
+
+def test_grounding_scenes_are_used_when_stored_with_the_data_and_train_the_attention(data_dir, tmp_path, capsys):
+    """The scenes stored with the demonstrations add a grounding loss on other bins' first
+    looks; without them training says so instead of silently going on."""
+    import shutil
+
+    from novapick.data.scenes import SceneConfig, generate_scenes
+    from solutions.training import load_scene_tensors, scene_grounding_loss
+
+    plain = train([str(data_dir)], tmp_path / "plain", "quick", steps=1, batch_size=2, seq_len=4)
+    assert plain["grounding_scenes"] == 0 and "no grounding scenes at" in capsys.readouterr().out
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    info = generate_scenes(SceneConfig(scenes=6, image_size=64, max_items=2), data)
+    summary = train([str(data)], tmp_path / "run", "quick", steps=2, batch_size=2, seq_len=4, log_every=1)
+    assert summary["grounding_scenes"] == 6 and "grounding scenes: 6 from" in capsys.readouterr().out
+    history = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["history"]
+    assert all(h["scene_ground_loss"] > 0 for h in history)
+    # the term alone moves the language attention onto the named items
+    torch.manual_seed(0)
+    prof = get_profile("quick")
+    tcfg = TrainConfig(scene_batch=6, colour_jitter=0.0, depth_noise_m=0.0)
+    model = build_model(prof.model)
+    scenes = load_scene_tensors(info["path"], 64, torch.device("cpu"))
+    optimizer = torch.optim.Adam(model["encoder"].parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        loss = scene_grounding_loss(model, scenes, tcfg)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
