@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from novapick.data.schema import GENERATOR_VERSION, DataFormatError
+from novapick.data.writer import validate_bin_settings
 
 SCENES_FILE = Path("scenes") / "grounding_scenes.npz"
 FIELDS = ("rgb", "depth", "instruction", "target_uv")
@@ -49,14 +50,7 @@ class SceneConfig:
     def __post_init__(self) -> None:
         if self.scenes < 1:
             raise ValueError(f"scenes must be >= 1, got {self.scenes}")
-        if self.split not in ("known", "novel"):
-            raise ValueError(f"split must be 'known' or 'novel', got {self.split!r}")
-        if not 16 <= self.image_size <= 640:
-            raise ValueError(f"image_size must be in [16, 640], got {self.image_size}")
-        if not 1 <= self.max_items <= 30:
-            raise ValueError(f"max_items must be in [1, 30], got {self.max_items}")
-        if not 0.0 <= self.shape_jitter <= 0.5:
-            raise ValueError(f"shape_jitter must be in [0, 0.5], got {self.shape_jitter}")
+        validate_bin_settings(self.split, self.image_size, self.max_items, self.shape_jitter)
 
 
 def scene_plan(cfg: SceneConfig, index: int, objects: list[str]) -> dict:

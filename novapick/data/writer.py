@@ -17,6 +17,18 @@ from novapick.data.schema import FRAME_FIELDS, GENERATOR_VERSION, SCHEMA, DataFo
 SHARD_EPISODES = 10  # episodes per shard: the unit of work, of resuming and of hashing
 
 
+def validate_bin_settings(split: str, image_size: int, max_items: int, shape_jitter: float) -> None:
+    """The settings every generated bin shares (demonstrations and grounding scenes)."""
+    if split not in ("known", "novel"):
+        raise ValueError(f"split must be 'known' or 'novel', got {split!r}")
+    if not 16 <= image_size <= 640:
+        raise ValueError(f"image_size must be in [16, 640], got {image_size}")
+    if not 1 <= max_items <= 30:
+        raise ValueError(f"max_items must be in [1, 30], got {max_items}")
+    if not 0.0 <= shape_jitter <= 0.5:
+        raise ValueError(f"shape_jitter must be in [0, 0.5], got {shape_jitter}")
+
+
 @dataclass
 class GenerationConfig:
     """Everything that determines the dataset's content (stored in meta/info.json)."""
@@ -33,16 +45,9 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
-        if self.split not in ("known", "novel"):
-            raise ValueError(f"split must be 'known' or 'novel', got {self.split!r}")
-        if not 16 <= self.image_size <= 640:
-            raise ValueError(f"image_size must be in [16, 640], got {self.image_size}")
-        if not 1 <= self.max_items <= 30:
-            raise ValueError(f"max_items must be in [1, 30], got {self.max_items}")
+        validate_bin_settings(self.split, self.image_size, self.max_items, self.shape_jitter)
         if not 0.0 <= self.perturb_fraction <= 1.0:
             raise ValueError(f"perturb_fraction must be in [0, 1], got {self.perturb_fraction}")
-        if not 0.0 <= self.shape_jitter <= 0.5:
-            raise ValueError(f"shape_jitter must be in [0, 0.5], got {self.shape_jitter}")
         if self.shard_episodes < 1:
             raise ValueError(f"shard_episodes must be >= 1, got {self.shard_episodes}")
 
