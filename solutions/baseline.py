@@ -27,13 +27,17 @@ class GraspBaseline(nn.Module):
 
     Pretrained ImageNet weights load where torchvision can download them; otherwise the
     same architecture starts from random weights (with a warning), see
-    :mod:`novapick.backbones`.
+    :mod:`novapick.backbones`. ``freeze_backbone`` (default: freeze only pretrained
+    weights, the case study's design) decides whether the ResNet trains: a frozen
+    *random* ResNet extracts nothing useful (measured offline: 0 % picks), so without
+    the download it trains with the rest and the baseline stays a real baseline.
     """
 
-    def __init__(self, pretrained: bool = True):
+    def __init__(self, pretrained: bool = True, freeze_backbone: bool | None = None):
         super().__init__()
         backbone, self.pretrained = load_resnet18(pretrained)
-        self.rgb_encoder = freeze(backbone)
+        self.frozen = self.pretrained if freeze_backbone is None else freeze_backbone
+        self.rgb_encoder = freeze(backbone) if self.frozen else backbone
         self.depth_encoder = depth_cnn(128)
         self.head = nn.Sequential(
             nn.Linear(RESNET18_DIM + 128, 256), nn.ReLU(), nn.Dropout(0.1),
@@ -45,17 +49,21 @@ class GraspBaseline(nn.Module):
 
     def train(self, mode: bool = True) -> "GraspBaseline":
         super().train(mode)
-        self.rgb_encoder.eval()  # frozen: its batch-norm statistics must not drift
+        if self.frozen:
+            self.rgb_encoder.eval()  # frozen: its batch-norm statistics must not drift
         return self
+
+    def rgb_features(self, rgb: torch.Tensor) -> torch.Tensor:
+        """rgb (B, 3, H, W) in [0, 1] -> ResNet-18 features (B, 512), no gradient if frozen."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            return self.rgb_encoder((rgb - self.mean) / self.std)
 
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
         """rgb (B, 3, H, W) in [0, 1], depth (B, 1, H, W) -> grasp pose (B, 7) in [-1, 1]."""
         if rgb.ndim != 4 or rgb.shape[1] != 3 or depth.shape[1:2] != (1,) or depth.shape[0] != rgb.shape[0]:
             raise ValueError(f"expected rgb (B, 3, H, W) and depth (B, 1, H, W), got {tuple(rgb.shape)} "
                              f"and {tuple(depth.shape)}")
-        with torch.no_grad():
-            visual = self.rgb_encoder((rgb - self.mean) / self.std)    # (B, 512)
-        features = torch.cat([visual, self.depth_encoder(depth)], dim=1)  # (B, 640)
+        features = torch.cat([self.rgb_features(rgb), self.depth_encoder(depth)], dim=1)  # (B, 640)
         return self.head(features)
 
 
@@ -71,8 +79,9 @@ def train_baseline(data_dirs: list[str], steps: int = 600, batch_size: int = 32,
                    seed: int = 0, pretrained: bool = True, progress: bool = True) -> tuple["GraspBaseline", dict]:
     """Train the pose head with MSE against the expert's grasp poses (Section 3.3).
 
-    The frozen ResNet-18 features are computed once and cached (the backbone never
-    changes), so only the depth CNN and the MLP train."""
+    A frozen ResNet-18's features are computed once and cached (the backbone never
+    changes), so only the depth CNN and the MLP train; an unfrozen one (no pretrained
+    weights, see :class:`GraspBaseline`) trains with them."""
     import time
 
     from tqdm import tqdm
@@ -88,16 +97,18 @@ def train_baseline(data_dirs: list[str], steps: int = 600, batch_size: int = 32,
     target = torch.from_numpy(store.grasp_pose[rows])
     model = GraspBaseline(pretrained=pretrained)
     start = time.perf_counter()
-    with torch.no_grad():
-        feats = torch.cat([model.rgb_encoder((rgb[i:i + 64] - model.mean) / model.std) for i in range(0, len(rgb), 64)])
-    opt = torch.optim.AdamW(list(model.depth_encoder.parameters()) + list(model.head.parameters()), lr=lr,
-                            weight_decay=1e-4)
+    if model.frozen:
+        with torch.no_grad():
+            cached = torch.cat([model.rgb_features(rgb[i:i + 64]) for i in range(0, len(rgb), 64)])
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     model.train()
     losses = []
     for _ in tqdm(range(steps), desc="baseline", disable=not progress):
         idx = torch.randint(0, len(rows), (batch_size,), generator=gen)
-        pred = model.head(torch.cat([feats[idx], model.depth_encoder(depth[idx])], 1))
+        visual = cached[idx] if model.frozen else model.rgb_features(rgb[idx])
+        pred = model.head(torch.cat([visual, model.depth_encoder(depth[idx])], 1))
         loss = torch.nn.functional.mse_loss(pred, target[idx])
         opt.zero_grad()
         loss.backward()
@@ -106,7 +117,7 @@ def train_baseline(data_dirs: list[str], steps: int = 600, batch_size: int = 32,
     model.eval()
     return model, {"samples": int(len(rows)), "steps": steps, "final_mse": float(np.mean(losses[-20:])),
                    "first_mse": float(np.mean(losses[:20])), "train_s": time.perf_counter() - start,
-                   "pretrained_backbone": model.pretrained}
+                   "pretrained_backbone": model.pretrained, "frozen_backbone": model.frozen}
 
 
 @torch.no_grad()

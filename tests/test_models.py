@@ -114,13 +114,24 @@ def test_dataset_statistics_counts_episodes_depth_and_anomalies():
 
 # ---- 3.3 baseline -----------------------------------------------------------------------
 def test_grasp_baseline_shapes_and_frozen_backbone():
-    model = GraspBaseline(pretrained=False).train()
-    assert not model.rgb_encoder.training                  # frozen BN statistics
+    model = GraspBaseline(pretrained=False, freeze_backbone=True).train()   # the case study's design
+    assert model.frozen and not model.rgb_encoder.training                 # frozen BN statistics
     out = model(torch.rand(2, 3, 224, 224), torch.rand(2, 1, 224, 224))
     assert out.shape == (2, 7) and out.abs().max() <= 1.0
     out.sum().backward()
     assert all(p.grad is None for p in model.rgb_encoder.parameters())
     assert all(p.grad is not None for p in model.depth_encoder.parameters())
+    with pytest.raises(ValueError, match=r"expected rgb \(B, 3, H, W\) and depth \(B, 1, H, W\)"):
+        model(torch.rand(2, 3, 64, 64), torch.rand(2, 64, 64))
+
+
+def test_grasp_baseline_trains_its_backbone_when_no_pretrained_weights_exist():
+    """A frozen *random* ResNet-18 extracts nothing (0 % picks offline): without the
+    download the backbone trains with the head; with ImageNet weights it stays frozen."""
+    model = GraspBaseline(pretrained=False).train()
+    assert not model.pretrained and not model.frozen and model.rgb_encoder.training
+    model(torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64)).sum().backward()
+    assert all(p.grad is not None for p in model.rgb_encoder.parameters())
 
 
 # ---- 3.4 encoder ------------------------------------------------------------------------

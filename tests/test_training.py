@@ -235,6 +235,7 @@ def test_grasp_baseline_trains_on_expert_poses_and_runs_in_the_cell(data_dir):
 
     model, info = train_baseline([str(data_dir)], steps=40, batch_size=8, pretrained=False, progress=False)
     assert info["samples"] >= 3 and info["final_mse"] < info["first_mse"]
+    assert not info["pretrained_backbone"] and not info["frozen_backbone"]   # offline: the ResNet trains too
     env = make_env(64, max_steps=60)
     names = [o.name for o in env.catalog.split("novel")[:2]]
     summary = evaluate_baseline(model, env, names, progress=False)
