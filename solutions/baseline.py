@@ -63,8 +63,12 @@ class GraspBaseline(nn.Module):
         if rgb.ndim != 4 or rgb.shape[1] != 3 or depth.shape[1:2] != (1,) or depth.shape[0] != rgb.shape[0]:
             raise ValueError(f"expected rgb (B, 3, H, W) and depth (B, 1, H, W), got {tuple(rgb.shape)} "
                              f"and {tuple(depth.shape)}")
-        features = torch.cat([self.rgb_features(rgb), self.depth_encoder(depth)], dim=1)  # (B, 640)
-        return self.head(features)
+        return self.pose_from_features(self.rgb_features(rgb), depth)
+
+    def pose_from_features(self, visual: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """ResNet features (B, 512) and depth (B, 1, H, W) -> grasp pose (B, 7); training
+        calls it directly with cached features when the backbone is frozen."""
+        return self.head(torch.cat([visual, self.depth_encoder(depth)], dim=1))  # (B, 640) -> (B, 7)
 
 
 # ---- training and closed-loop execution ---------------------------------------------------
@@ -108,7 +112,7 @@ def train_baseline(data_dirs: list[str], steps: int = 600, batch_size: int = 32,
     for _ in tqdm(range(steps), desc="baseline", disable=not progress):
         idx = torch.randint(0, len(rows), (batch_size,), generator=gen)
         visual = cached[idx] if model.frozen else model.rgb_features(rgb[idx])
-        pred = model.head(torch.cat([visual, model.depth_encoder(depth[idx])], 1))
+        pred = model.pose_from_features(visual, depth[idx])
         loss = torch.nn.functional.mse_loss(pred, target[idx])
         opt.zero_grad()
         loss.backward()
