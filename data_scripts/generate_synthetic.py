@@ -31,13 +31,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--perturb-fraction", type=float, default=0.5, help="share of episodes executed with noise")
     ap.add_argument("--shape-jitter", type=float, default=0.0,
                     help="scale every item's dimensions by 1 +- this (geometric domain randomisation)")
+    ap.add_argument("--balance-modes", action="store_true",
+                    help="alternate suction and jaw targets instead of going round all objects")
     ap.add_argument("--shard-episodes", type=int, default=SHARD_EPISODES, help="episodes per shard (resume unit)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     try:
         cfg = GenerationConfig(episodes=args.episodes, split=args.split, seed=args.seed, image_size=args.image_size,
                                max_items=args.items, perturb_fraction=args.perturb_fraction,
-                               shard_episodes=args.shard_episodes, shape_jitter=args.shape_jitter)
+                               shard_episodes=args.shard_episodes, shape_jitter=args.shape_jitter,
+                               balance_modes=args.balance_modes)
     except ValueError as error:
         ap.error(str(error))
     info = generate(cfg, args.out, args.workers)

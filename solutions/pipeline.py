@@ -46,6 +46,7 @@ class PipelineConfig:
     out: str = "artifacts"
     data_episodes: int = 600    # synthetic demonstrations (known split)
     shape_jitter: float = 0.3   # ... with every item's dimensions scaled by 1 +- this
+    balance_modes: bool = True  # ... half of them jaw picks (3 seeds: 91 % / 81 % against 90 % / 79 %, README)
     grounding_scenes: int = 6000  # first looks at other bins for the grounding loss (novapick.data.scenes)
     data_root: str = "data"
     train_steps: int = 4000     # VLA gradient steps (quick: 9-15 min on 2 CPU cores, by machine)
@@ -139,7 +140,7 @@ def make_data(cfg: PipelineConfig) -> dict:
     from novapick.data.scenes import SceneConfig, generate_scenes
 
     mix = DataMix(synthetic_episodes=cfg.data_episodes, image_size=cfg.image_size, seed=cfg.seed,
-                  shape_jitter=cfg.shape_jitter, root=cfg.data_root)
+                  shape_jitter=cfg.shape_jitter, balance_modes=cfg.balance_modes, root=cfg.data_root)
     root = Path(mix.directories()[0])
     info = generate(mix.generation_config(), root, workers=cfg.workers)
     check = check_dataset(root)

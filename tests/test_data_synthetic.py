@@ -106,6 +106,26 @@ def test_cli_prints_the_hash_and_refuses_other_settings(dataset, capsys):
         cli.main(["--episodes", "0", "--out", str(root)])                 # validated before anything runs
 
 
+def test_balanced_modes_alternate_suction_and_jaw_targets_and_cover_every_object():
+    from novapick.data.mix import DataMix
+    from novapick.sim.catalog import load_catalog
+
+    catalog = load_catalog()
+    plain = [writer.episode_plan(_cfg(episodes=100), i)["object_name"] for i in range(100)]
+    balanced = [writer.episode_plan(_cfg(episodes=100, balance_modes=True), i)["object_name"] for i in range(100)]
+    # off: every known object twice, as before the setting existed
+    assert sorted(plain) == sorted(o.name for o in catalog.split("known") for _ in range(2))
+    modes = [catalog.get(name).best_mode for name in balanced]
+    assert modes[0::2] == ["suction"] * 50 and modes[1::2] == ["parallel_jaw"] * 50
+    jaw = {o.name for o in catalog.split("known") if o.best_mode == "parallel_jaw"}
+    assert set(balanced[1::2]) == jaw               # every jaw object, about 3 times each
+    # the seeds and bin sizes do not depend on the setting: only the targets change
+    assert ([writer.episode_plan(_cfg(), i)["seed"] for i in range(6)]
+            == [writer.episode_plan(_cfg(balance_modes=True), i)["seed"] for i in range(6)])
+    mix = DataMix(shape_jitter=0.3, balance_modes=True)
+    assert mix.generation_config().balance_modes and mix.directories()[0].endswith("_jitter0.3_balanced")
+
+
 def test_check_passes_and_prints_a_json_summary_last(dataset, capsys):
     root, info = dataset
     assert check_main([str(root)]) == 0

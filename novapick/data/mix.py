@@ -31,6 +31,7 @@ class DataMix:
     image_size: int = 96
     seed: int = 0
     shape_jitter: float = 0.0   # synthetic items resized by 1 +- this (see novapick.sim.catalog.jittered_spec)
+    balance_modes: bool = False  # as many jaw as suction demonstrations (see writer.episode_plan)
     root: str = "data"
     extra_dirs: list[str] = field(default_factory=list)
 
@@ -43,11 +44,13 @@ class DataMix:
     def generation_config(self) -> GenerationConfig:
         """The settings of this mix's synthetic split (what ``prepare`` generates)."""
         return GenerationConfig(episodes=self.synthetic_episodes, split=self.synthetic_split, seed=self.seed,
-                                image_size=self.image_size, shape_jitter=self.shape_jitter)
+                                image_size=self.image_size, shape_jitter=self.shape_jitter,
+                                balance_modes=self.balance_modes)
 
     def directories(self) -> list[str]:
         """Dataset directories in loading order (the first defines the normalisation)."""
         jitter = f"_jitter{self.shape_jitter:g}" if self.shape_jitter else ""
+        jitter += "_balanced" if self.balance_modes else ""
         dirs = [f"{self.root}/synthetic_{self.synthetic_split}_{self.image_size}px_s{self.seed}{jitter}"]
         if self.droid_episodes:
             dirs.append(f"{self.root}/droid_{self.image_size}px")
@@ -57,9 +60,9 @@ class DataMix:
 
 
 MIXES = {
-    "quick": DataMix(synthetic_episodes=300, image_size=96, shape_jitter=0.3),
+    "quick": DataMix(synthetic_episodes=300, image_size=96, shape_jitter=0.3, balance_modes=True),
     "full": DataMix(synthetic_episodes=20_000, droid_episodes=10_000, fractal_episodes=5_000, image_size=224,
-                    shape_jitter=0.3),
+                    shape_jitter=0.3, balance_modes=True),
 }
 
 
