@@ -12,7 +12,7 @@ items against 91 % / 85 % of the others. A scene costs ~12 ms to drop and render
 expert, no rollout), so 6,000 extra first looks cost about a minute; training adds a
 grounding loss on a few of them per step (``TrainConfig.scene_batch``).
 
-    python -m novapick.data.scenes --out data/synthetic_known_64px_s0_jitter0.3 --image-size 64 --shape-jitter 0.3
+    python -m novapick.data.scenes --out data/synthetic_known_64px_s0_jitter0.3_balanced --image-size 64 --shape-jitter 0.3
 
 The file lives in the demonstrations' directory (``scenes/grounding_scenes.npz``), made
 with the same split, image size, seed and item resizing; ``solutions.training.train``
