@@ -5,7 +5,7 @@
                                                                              beyond the case study)
     L_wm = next-latent MSE + beta * KL(balanced, free nats) + reward MSE + reconstruction MSE
 
-    python -m solutions.training --profile quick --data data/synthetic_known_96px_s0_jitter0.3 --steps 1500
+    python -m solutions.training --profile quick --data data/synthetic_known_96px_s0_jitter0.3_balanced --steps 1500
     torchrun --nproc_per_node 2 -m solutions.training --profile quick --data ... --steps 20   # data parallel
 
 AdamW (weight decay 1e-4), linear warm-up then cosine decay, gradient clipping at 100,

@@ -149,9 +149,9 @@ def test_sources_name_their_public_releases():
 
 def test_the_curated_mix_is_one_config_and_loads_as_one_dataset(tmp_path):
     from novapick.data.mix import MIXES, DataMix, main as mix_main, prepare
-    assert MIXES["quick"].directories() == ["data/synthetic_known_96px_s0_jitter0.3"]        # quick: synthetic only
-    assert [Path(d).name for d in MIXES["full"].directories()] == ["synthetic_known_224px_s0_jitter0.3", "droid_224px",
-                                                                  "fractal_224px"]
+    assert MIXES["quick"].directories() == ["data/synthetic_known_96px_s0_jitter0.3_balanced"]        # quick: synthetic only
+    assert [Path(d).name for d in MIXES["full"].directories()] == [
+        "synthetic_known_224px_s0_jitter0.3_balanced", "droid_224px", "fractal_224px"]
     assert mix_main(["--profile", "full", "--dry-run"]) == MIXES["full"].directories()
     roots = {s: str(write_fixture(tmp_path / s, s, "v3.0", episodes=2, length=LENGTH)) for s in ("droid", "fractal")}
     mix = DataMix(synthetic_episodes=2, droid_episodes=2, fractal_episodes=2, image_size=32, root=str(tmp_path / "d"))
