@@ -149,7 +149,7 @@ def test_sources_name_their_public_releases():
 
 def test_the_curated_mix_is_one_config_and_loads_as_one_dataset(tmp_path):
     from novapick.data.mix import MIXES, DataMix, main as mix_main, prepare
-    assert MIXES["quick"].directories() == ["data/synthetic_known_96px_s0_jitter0.3_balanced"]        # quick: synthetic only
+    assert MIXES["quick"].directories() == ["data/synthetic_known_96px_s0_jitter0.3_balanced"]  # quick: synthetic only
     assert [Path(d).name for d in MIXES["full"].directories()] == [
         "synthetic_known_224px_s0_jitter0.3_balanced", "droid_224px", "fractal_224px"]
     assert mix_main(["--profile", "full", "--dry-run"]) == MIXES["full"].directories()

@@ -49,9 +49,9 @@ class DataMix:
 
     def directories(self) -> list[str]:
         """Dataset directories in loading order (the first defines the normalisation)."""
-        jitter = f"_jitter{self.shape_jitter:g}" if self.shape_jitter else ""
-        jitter += "_balanced" if self.balance_modes else ""
-        dirs = [f"{self.root}/synthetic_{self.synthetic_split}_{self.image_size}px_s{self.seed}{jitter}"]
+        suffix = (f"_jitter{self.shape_jitter:g}" if self.shape_jitter else "") + (
+            "_balanced" if self.balance_modes else "")
+        dirs = [f"{self.root}/synthetic_{self.synthetic_split}_{self.image_size}px_s{self.seed}{suffix}"]
         if self.droid_episodes:
             dirs.append(f"{self.root}/droid_{self.image_size}px")
         if self.fractal_episodes:
