@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from novapick.config import ModelConfig, TrainConfig, get_profile
 from novapick.data.schema import DEPTH_MAX_M
-from solutions.augmentation import augment_training_windows
+from novapick.train.augment import augment_training_windows
 from solutions.encoder import ObservationEncoder
 from solutions.flow_head import FlowMatchingActionHead, flow_matching_loss
 from solutions.rssm import RSSM, GraspSuccessHead, kl_balanced_loss, mlp
