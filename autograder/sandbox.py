@@ -38,7 +38,8 @@ class Limits:
     """Resource limits of one submission's kernel (all its processes together for NPROC)."""
 
     cpu_s: int = 600            # CPU seconds (RLIMIT_CPU): a busy loop dies here at the latest
-    memory_bytes: int = 6 << 30  # address space (RLIMIT_AS); torch + a notebook need ~2-3 GB of it
+    memory_bytes: int = 3 << 30  # resident memory (memory cgroup): notebook 01 uses ~1 GB
+    address_space_bytes: int = 12 << 30  # RLIMIT_AS: importing torch alone maps 3.6 GB
     processes: int = 256        # processes + threads inside the sandbox (RLIMIT_NPROC)
     file_bytes: int = 64 << 20  # largest file the kernel may write (RLIMIT_FSIZE)
     wall_s: float = 300.0       # whole notebook, enforced by the grader (kills the sandbox)
@@ -48,7 +49,7 @@ class Limits:
 
     def apply(self) -> None:
         """Set the rlimits in the current process (called between fork and exec)."""
-        for name, value in ((resource.RLIMIT_CPU, self.cpu_s), (resource.RLIMIT_AS, self.memory_bytes),
+        for name, value in ((resource.RLIMIT_CPU, self.cpu_s), (resource.RLIMIT_AS, self.address_space_bytes),
                             (resource.RLIMIT_NPROC, self.processes), (resource.RLIMIT_FSIZE, self.file_bytes),
                             (resource.RLIMIT_CORE, 0)):
             resource.setrlimit(name, (value, value))
@@ -86,7 +87,7 @@ class SandboxSpec:
     workdir: Path               # the kernel's throw-away working directory (read-write)
     limits: Limits = field(default_factory=Limits)
     env: dict[str, str] = field(default_factory=dict)
-    cgroup: "PidsCgroup | None" = None
+    cgroup: "Cgroups | None" = None
 
     @property
     def judge_socket(self) -> Path:
@@ -125,58 +126,85 @@ class SandboxSpec:
             self.cgroup.join()
 
 
-class PidsCgroup:
-    """A pids cgroup capping the sandbox's processes and threads.
+def _own_cgroup(controller: str) -> Path | None:
+    """This process's cgroup directory for ``controller`` (v1 hierarchy or v2 unified)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return Path("/sys/fs/cgroup") / controller / path.lstrip("/")
+    for line in lines:
+        if line.startswith("0::"):
+            return Path("/sys/fs/cgroup") / line[3:].lstrip("/")
+    return None
 
-    RLIMIT_NPROC does not bind when the grader runs as root (the kernel exempts the
-    real root user, and the sandbox's uid maps to it), so where cgroups are writable
-    the limit comes from here; elsewhere RLIMIT_NPROC does the job."""
 
-    ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+class Cgroups:
+    """pids and memory cgroups for one sandbox, where this machine lets us make them.
 
-    def __init__(self, limit: int):
-        self.path: Path | None = None
+    RLIMIT_NPROC does not bind when the grader runs as root (the kernel exempts the real
+    root user, and the sandbox's uid maps to it), and RLIMIT_AS counts address space,
+    not memory (torch alone maps 3.6 GB): the cgroups give the real limits. Where they
+    cannot be created the rlimits still apply (NPROC binds for a non-root grader)."""
+
+    def __init__(self, processes: int, memory_bytes: int):
         name = f"novapick-grader-{os.getpid()}-{secrets.token_hex(4)}"
-        for root in self.ROOTS:
-            if not (root / "cgroup.procs").exists() or (root == Path("/sys/fs/cgroup")
-                                                        and not (root / "cgroup.subtree_control").exists()):
+        self.paths: dict[str, Path] = {}
+        for controller, limit_file, value in (("pids", ("pids.max",), processes),
+                                              ("memory", ("memory.limit_in_bytes", "memory.max"), memory_bytes)):
+            base = _own_cgroup(controller)
+            if base is None or not base.is_dir():
                 continue
             try:
-                path = root / name
-                path.mkdir()
-                (path / "pids.max").write_text(str(limit))
-                self.path = path
-                return
-            except OSError:
+                path = base / name
+                path.mkdir(exist_ok=True)
+                limit = next(path / f for f in limit_file if (path / f).exists())
+                limit.write_text(str(value))
+                self.paths[controller] = path
+            except (OSError, StopIteration):
                 continue
 
     def join(self) -> None:
-        if self.path is not None:
-            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        for path in self.paths.values():
+            (path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def oom_killed(self) -> bool:
+        """Whether the memory limit killed a process of the sandbox."""
+        path = self.paths.get("memory")
+        for name in ("memory.oom_control", "memory.events"):
+            if path is not None and (path / name).exists():
+                for line in (path / name).read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill" and int(value) > 0:
+                        return True
+        return False
 
     def close(self) -> None:
-        """Kill whatever is left in the cgroup and remove it."""
-        if self.path is None:
-            return
-        for _ in range(50):
-            try:
-                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
-            except OSError:
-                break
-            for pid in pids:
+        """Kill whatever is left in the cgroups and remove them."""
+        for path in self.paths.values():
+            for _ in range(50):
                 try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                self.path.rmdir()
-                return
-            except OSError:
-                time.sleep(0.1)
+                    pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+                except OSError:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    path.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
 
 
 def probe(timeout_s: float = 60.0) -> str | None:
-    """None if a sandbox works here, else why not (run a tiny Python inside one)."""
+    """None if a sandbox works here, else why not (runs a tiny Python inside one that
+    must not see this repository nor reach the network)."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="ag-probe-") as tmp:
