@@ -9,12 +9,13 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast reference expert-bars clean help
+.PHONY: setup test test-fast selftest reference expert-bars clean help
 
 help:
 	@echo "make test       - create $(VENV), install, run the whole test suite (what CI runs)"
 	@echo "make reference  - create $(VENV), install, run the reference pipeline (quick CPU profile)"
 	@echo "make test-fast  - the suite without the slow end-to-end tests"
+	@echo "make selftest   - grade every notebook's reference (full marks) and stub (0) in the sandbox"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,10 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Also part of `make test` (tests/test_autograder_selftest.py).
+selftest: setup
+	$(BIN)/python -m autograder selftest
 
 reference: setup
 	$(BIN)/python -m solutions.pipeline --profile quick
