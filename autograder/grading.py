@@ -10,6 +10,7 @@ overwritten). Workers grade disjoint sets of submissions, each with its own grad
 from __future__ import annotations
 
 import difflib
+import re
 import json
 import os
 import shutil
@@ -61,6 +62,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     seed: int | None = None
+    log: str = ""  # nbgrader's log of this autograde (tail), saved under <course>/logs/
 
     def public(self) -> dict:
         return {"score": _num(self.score), "max": _num(self.max), "manual_max": _num(self.manual_max),
@@ -106,33 +108,49 @@ def discover(submitted: Path) -> list[Submission]:
 def restore_metadata(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> list[str]:
     """Give cells without nbgrader metadata the metadata of the released cell they come
     from (same type, most similar text, in order); returns notes on what was restored."""
+    if len(nb.cells) == len(release.cells):  # cells kept in place (Colab keeps order): match by position
+        for cell, twin in zip(nb.cells, release.cells):
+            if "nbgrader" not in cell.metadata and "nbgrader" in twin.metadata and cell.cell_type == twin.cell_type:
+                cell.metadata["nbgrader"] = dict(twin.metadata["nbgrader"])
+                cell.metadata["restored"] = True
     released = [c for c in release.cells if "nbgrader" in c.metadata]
     have = {c.metadata["nbgrader"].get("grade_id") for c in nb.cells if "nbgrader" in c.metadata}
     candidates = [c for c in released if c.metadata["nbgrader"]["grade_id"] not in have]
     restored = []
     for cell in nb.cells:
-        if "nbgrader" in cell.metadata or not candidates:
+        if "nbgrader" in cell.metadata:
             continue
         same_type = [c for c in candidates if c.cell_type == cell.cell_type]
-        scored = [(difflib.SequenceMatcher(None, cell.source[:2000], c.source[:2000]).ratio(), i)
-                  for i, c in enumerate(same_type)]
-        if not scored:
-            continue
-        ratio, best = max(scored)
-        source = same_type[best]
-        signature = next((line for line in source.source.splitlines() if line.startswith("def ")), None)
-        if ratio >= 0.6 or (signature and signature in cell.source):
-            cell.metadata["nbgrader"] = dict(source.metadata["nbgrader"])
-            candidates.remove(source)
-            restored.append(source.metadata["nbgrader"]["grade_id"])
-    missing = [c.metadata["nbgrader"]["grade_id"] for c in candidates
-               if c.metadata["nbgrader"].get("grade") or c.metadata["nbgrader"].get("solution")]
+        match = _defines_same_function(cell, same_type) or _most_similar(cell, same_type)
+        if match is not None:
+            cell.metadata["nbgrader"] = dict(match.metadata["nbgrader"])
+            candidates.remove(match)
+            restored.append(match.metadata["nbgrader"]["grade_id"])
+    restored += [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.pop("restored", False)]
+    missing = [c.metadata["nbgrader"]["grade_id"] for c in candidates if c.metadata["nbgrader"].get("grade")]
     notes = []
     if restored:
         notes.append(f"restored nbgrader metadata of {len(restored)} cells (stripped by the editor?)")
     if missing:
         notes.append(f"cells missing from the submission, restored from the source: {', '.join(missing)}")
     return notes
+
+
+def _defines_same_function(cell, released: list) -> object | None:
+    """The released solution cell that defines a function this cell defines (the
+    student's code differs from the stub everywhere but in the name)."""
+    names = set(re.findall(r"^def (\w+)\(", cell.source, re.M))
+    return next((c for c in released if c.metadata["nbgrader"].get("solution")
+                 and names & set(re.findall(r"^def (\w+)\(", c.source, re.M))), None)
+
+
+def _most_similar(cell, released: list, threshold: float = 0.6) -> object | None:
+    scored = [(difflib.SequenceMatcher(None, cell.source[:2000], c.source[:2000]).ratio(), i)
+              for i, c in enumerate(released)]
+    if not scored:
+        return None
+    ratio, best = max(scored)
+    return released[best] if ratio >= threshold else None
 
 
 # ---------------------------------------------------------------- one submission
@@ -158,32 +176,38 @@ class Watchdog:
 
 
 def _diagnose(autograded: Path, log: str, limits: Limits) -> list[str]:
-    """Notes in words on what went wrong while the notebook ran."""
-    notes = []
+    """Notes in words on what went wrong while the notebook ran (one per kind)."""
+    notes: dict[str, list[str]] = {}
+
+    def note(kind: str, where: str) -> None:
+        notes.setdefault(kind, []).append(where)
+
     if autograded.exists():
         nb = nbformat.read(autograded, as_version=4)
-        graded = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
-                  if c.metadata.get("nbgrader", {}).get("grade") or c.metadata.get("nbgrader", {}).get("solution")}
         for index, cell in enumerate(nb.cells):
-            name = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index}")
+            meta = cell.metadata.get("nbgrader", {})
+            name = meta.get("grade_id", f"cell {index}")
             for out in cell.get("outputs", []):
-                text = out.get("text", "") if out.get("output_type") == "stream" else ""
-                if "output truncated by the grader" in text:
-                    notes.append(f"output beyond {limits.output_bytes} bytes was dropped ({name})")
+                if out.get("output_type") == "stream" and "output truncated by the grader" in out.get("text", ""):
+                    note(f"output beyond {limits.output_bytes} bytes was dropped", name)
                 if out.get("output_type") != "error":
                     continue
                 ename, evalue = out.get("ename", ""), str(out.get("evalue", ""))
                 if ename == "CellTimeoutError":
-                    notes.append(f"{name} exceeded the per-cell time limit ({limits.cell_timeout_s} s)")
+                    note(f"exceeded the per-cell time limit ({limits.cell_timeout_s} s)", name)
                 elif ename == "MemoryError" or "allocate memory" in evalue:
-                    notes.append(f"{name} hit the memory limit (a MemoryError)")
+                    note("hit the memory limit (MemoryError)", name)
                 elif ename == "SystemExit":
-                    notes.append(f"{name} called sys.exit() (ignored; the notebook went on)")
-                elif name in graded:
-                    notes.append(f"{name} raised {ename}: {evalue[:200]}")
-    if "DeadKernelError" in log or "Kernel died" in log or "kernel died" in log.lower():
-        notes.append("the kernel died (os._exit, a crash or a CPU/memory limit); later cells did not run")
-    return notes
+                    note("called sys.exit() (ignored: the notebook went on)", name)
+                elif meta.get("solution"):  # the student's own cell: its error is the first cause
+                    note(f"your cell raised {ename}: {evalue[:200]}", name)
+    timed_out = "CellTimeoutError" in log or "Timeout waiting for" in log or "timed out" in log.lower()
+    if timed_out and not any("time limit" in k for k in notes):
+        note(f"a cell exceeded the per-cell time limit ({limits.cell_timeout_s} s); the kernel was stopped",
+             "notebook")
+    if "DeadKernelError" in log or "kernel died" in log.lower():
+        note("the kernel died (os._exit, a crash or a resource limit); later cells did not run", "notebook")
+    return [f"{kind} ({', '.join(dict.fromkeys(where))})" for kind, where in notes.items()]
 
 
 def _record(db_path: Path, assignment: str, student: str, scores: dict[str, float]) -> tuple[float, float, dict]:
@@ -256,17 +280,19 @@ def grade_one(sub: Submission, root: Path, db_path: Path, sandboxed: bool, limit
     scores = {gid: 0.0 for gid in ASSIGNMENTS[sub.assignment]}
     result.max, result.manual_max, _ = _record(db_path, sub.assignment, sub.student, scores)
     points = _points(release)
+    unjudged = [gid for gid in ASSIGNMENTS[sub.assignment] if gid not in judge.verdicts]
+    if unjudged:
+        result.notes.append(f"no verdict for {', '.join(unjudged)}: these cells never reached the judge (they "
+                            f"failed before submitting, or the notebook stopped earlier); 0 points")
     for grade_id in ASSIGNMENTS[sub.assignment]:
         verdict = judge.verdicts.get(grade_id)
-        if verdict is None:
-            result.notes.append(f"{grade_id}: no verdict, the cell never reached the judge (it failed before "
-                                f"submitting, or the notebook stopped earlier)")
-        elif not verdict.passed:
+        if verdict is not None and not verdict.passed:
             result.notes.append(f"{grade_id}: {verdict.message}")
         scores[grade_id] = points.get(grade_id, 0.0) if verdict and verdict.passed else 0.0
     result.max, result.manual_max, result.items = _record(db_path, sub.assignment, sub.student, scores)
     result.score = sum(result.items.values())
     result.seed, result.wall_s = judge.seed, time.perf_counter() - start
+    result.log = (outcome.get("log", "") + "\n" + str(outcome.get("error", "")))[-20000:]
     return result
 
 
@@ -310,8 +336,11 @@ def grade_all(submitted: Path, course_root: Path = COURSE_ROOT, workers: int = 1
                 for i, chunk in enumerate(chunks)]
         raw = _run_workers(args, progress)
         results = [Result(**r) for r in raw]
-        for r in results:  # merge: the main gradebook and the autograded notebooks
+        (course_root / "logs").mkdir(parents=True, exist_ok=True)
+        for r in results:  # merge: the main gradebook, the autograded notebooks, the logs
             _record(db_path, r.assignment, r.student, r.items)
+            (course_root / "logs" / f"{r.student}.{r.assignment}.log").write_text(
+                f"judge seed {r.seed}; {r.wall_s:.1f} s\n" + "\n".join(r.notes) + "\n\n" + r.log)
             for i in range(len(chunks)):
                 done = Path(tmp) / f"w{i}" / "autograded" / r.student / r.assignment
                 if done.exists():

@@ -60,7 +60,7 @@ def hostile(paths: dict[str, Path]) -> dict[str, tuple[str, str]]:
                      "SystemExit"),
         "os_exit": ("import os\nos._exit(0)\n", "kernel died"),
         "infinite_loop": ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n",
-                          "limit"),
+                          "per-cell time limit"),
         "memory_bomb": ("blocks = []\nwhile True:\n    blocks.append(b'x' * (256 << 20))\n", "memory limit"),
         "print_100mb": ("print('x' * (100 << 20))\n" + WRONG, "output beyond"),
         "writes_outside": ("import os\nfor path in " + repr([str(p) for p in paths.values()]) + ":\n"
@@ -153,3 +153,24 @@ def test_grading_refuses_without_a_sandbox(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s"), str(tmp_path / "c")], cwd=REPO,
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and "refusing to grade" in done.stderr and "--unsafe" in done.stderr
+
+
+def test_restore_metadata_matches_stripped_cells_and_keeps_answers():
+    from autograder.grading import restore_metadata
+
+    release = nbformat.read(STUDENT, as_version=4)
+    nb = _with_todo(HAND_IMPL)
+    answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "thought_flip_actions")
+    answer.source = "Flipping breaks the action labels."
+    for cell in nb.cells:
+        cell.metadata = {}
+    assert restore_metadata(nb, release) == ["restored nbgrader metadata of 13 cells (stripped by the editor?)"]
+    ids = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells if "nbgrader" in c.metadata}
+    assert ids["thought_flip_actions"] == "Flipping breaks the action labels."
+    assert "_GREY" in ids["augment_observation"]
+    del nb.cells[3]  # one cell fewer: matched by content instead of position
+    for cell in nb.cells:
+        cell.metadata = {}
+    restore_metadata(nb, release)
+    ids = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata}
+    assert {"augment_observation", "augment_crop", "augment_contract"} <= ids
