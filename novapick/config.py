@@ -133,6 +133,6 @@ def get_profile(name: str) -> Profile:
                                    stoch_dim=16, stoch_classes=16, hidden_dim=128, context_steps=4),
                        TrainConfig(lr=6e-4, warmup_steps=100, total_steps=4_000, batch_size=32, seq_len=4,
                                    ema_decay=0.99, flow_samples=2, word_dropout=0.15, scene_batch=16,
-                                   # twice the defaults: over three seeds novel 79 % against 76 % (README)
+                                   # twice the defaults: over three seeds novel 79 % against 76 % (docs/experiments.md)
                                    colour_jitter=0.4, depth_noise_m=0.004))
     raise ValueError(f"profile must be 'quick' or 'full', got {name!r}")

@@ -94,7 +94,7 @@ def flow_matching_loss(head: nn.Module, actions: torch.Tensor, condition: torch.
     chunk, ||x̂ - a_1||^2 (a weighted flow-matching loss with the same minimiser). Why it
     matters: unweighted, samples near t = 1 get weights up to 1 / 0.05^2 and the head spends
     its capacity copying a_t there; on the expert's chunks the "x" weighting reached a
-    4-5x lower action error in the same number of steps (see the README)."""
+    4-5x lower action error in the same number of steps (see docs/experiments.md)."""
     if weighting not in ("uniform", "x"):
         raise ValueError(f"weighting must be 'uniform' or 'x', got {weighting!r}")
     noise = torch.randn(actions.shape, generator=generator, device=actions.device)

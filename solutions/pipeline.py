@@ -46,7 +46,7 @@ class PipelineConfig:
     out: str = "artifacts"
     data_episodes: int = 600    # synthetic demonstrations (known split)
     shape_jitter: float = 0.3   # ... with every item's dimensions scaled by 1 +- this
-    balance_modes: bool = True  # ... half of them jaw picks (3 seeds: 91 % / 81 % against 90 % / 79 %, README)
+    balance_modes: bool = True  # ... half of them jaw picks (3 seeds: 91 % / 81 % against 90 % / 79 %, docs/experiments.md)
     grounding_scenes: int = 6000  # first looks at other bins for the grounding loss (novapick.data.scenes)
     data_root: str = "data"
     train_steps: int = 4000     # VLA gradient steps (quick: 9-15 min on 2 CPU cores, by machine)

@@ -28,7 +28,7 @@ ARM_MAX_VELOCITY = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61])  # r
 ARM_MAX_TORQUE = np.array([87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0])        # N m
 
 # The home ("ready") pose: tool pointing straight down, grasp point at (0.50, 0, 0.30); the wrist camera ~0.3 m above the bin floor sees about a quarter of the
-# bin (a higher "look" pose that sees all of it was tried: see the README).
+# bin (a higher "look" pose that sees all of it was tried and not kept).
 HOME_JOINTS = np.array([0.0, -0.113, 0.0, -2.271, 0.0, 2.159, np.pi / 4])
 # Null-space rest posture for IK (kept separate so that the home pose can change
 # without changing the expert's arm configurations near the bin).
