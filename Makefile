@@ -37,7 +37,7 @@ selftest: setup
 	$(BIN)/python -m autograder selftest
 
 reference: setup
-	$(BIN)/python -m solutions.pipeline --profile quick
+	$(BIN)/python -m novapick.pipeline --profile quick --components solutions
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache

@@ -1,7 +1,7 @@
 """Why the flow head predicts the clean chunk and weights its loss by (1 - t)^2.
 
 Trains the same FlowMatchingActionHead on the expert's action chunks with the two loss
-weightings of ``solutions.flow_head.flow_matching_loss`` and compares the sampled chunks
+weightings of ``novapick.policy.flow.extended_flow_loss`` and compares the sampled chunks
 with the demonstrations on held-out episodes. To isolate the flow head from perception,
 the conditioning is a small MLP over privileged inputs (normalised joint state, gripper
 state and the expert's planned grasp pose): what a perfect encoder could provide.
@@ -27,7 +27,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # solutions/ is not an installed package
 
 from novapick.data.dataset import EpisodeStore, load_stats  # noqa: E402
-from solutions.flow_head import FlowMatchingActionHead, flow_matching_loss  # noqa: E402
+from novapick.policy.flow import CleanChunkParametrization, extended_flow_loss  # noqa: E402
+from solutions.flow_head import FlowMatchingActionHead  # noqa: E402
 
 
 def privileged_inputs(store: EpisodeStore, data_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,11 +42,11 @@ def train_flow(x: torch.Tensor, chunks: torch.Tensor, weighting: str, steps: int
     torch.manual_seed(seed)
     mean, std = chunks.flatten(0, 1).mean(0), chunks.flatten(0, 1).std(0).clamp(min=1e-2)
     proj = nn.Sequential(nn.Linear(x.shape[1], 256), nn.SiLU(), nn.Linear(256, 512))
-    head = FlowMatchingActionHead(16, 10, 512)
+    head = CleanChunkParametrization(FlowMatchingActionHead(16, 10, 512))   # the reference's extension
     opt = torch.optim.AdamW([*proj.parameters(), *head.parameters()], lr=3e-4, weight_decay=1e-4)
     for _ in range(steps):
         i = torch.randint(0, len(x), (128,))
-        loss = flow_matching_loss(head, (chunks[i] - mean) / std, proj(x[i]), weighting=weighting)
+        loss = extended_flow_loss(head, (chunks[i] - mean) / std, proj(x[i]), weighting=weighting)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,7 +1,7 @@
 """How much of a VLA checkpoint's gap is perception? Evaluate it with parts of its
 explicit grasp-pose input replaced by the truth.
 
-The policy reads perception's estimates of the grasp (see ``solutions.training.encode``):
+The policy reads perception's estimates of the grasp (see ``novapick.policy.model.extend_observation``):
 from the bin-frame head x, y, z, roll, pitch and width, from the hand-relative heads the
 offset (dx, dy) to the grasp and the wrist turn still to go (yaw). Here, at every step,
 the chosen parts come instead from the scripted expert's plan for the same bin, seen from
@@ -30,11 +30,13 @@ from novapick.data.normalize import NormStats  # noqa: E402
 from novapick.sim import make_env, robot as R  # noqa: E402
 from novapick.sim.catalog import load_catalog, resting_extents  # noqa: E402
 from novapick.sim.expert import ScriptedExpert, grasp_pose_vector, pose_seen_from  # noqa: E402
-from solutions.evaluation import (DEFAULT_TEMPERATURE, VLAPolicy, plan_episodes, run_planned_episodes,  # noqa: E402
-                                  run_plans_in_workers, summarize_evaluation)
-from solutions.training import load_policy_model, teacher_pose  # noqa: E402
+from novapick.evaluate.episodes import plan_episodes, run_planned_episodes  # noqa: E402
+from novapick.evaluate.summary import summarize_evaluation  # noqa: E402
+from novapick.evaluate.workers import run_plans_in_workers  # noqa: E402
+from novapick.policy.model import load_policy_model, teacher_pose  # noqa: E402
+from novapick.policy.vla import DEFAULT_TEMPERATURE, VLAPolicy  # noqa: E402
 
-# columns of the controller's explicit pose input (solutions.training.teacher_pose)
+# columns of the controller's explicit pose input (novapick.policy.model.teacher_pose)
 PARTS = {"none": [], "all": list(range(10)), "bin": list(range(6)), "hand_xy": [6, 7], "yaw": [8, 9]}
 
 
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     if not Path(args.checkpoint).exists():
-        raise SystemExit(f"checkpoint not found: {args.checkpoint} (train one with python -m solutions.training)")
+        raise SystemExit(f"checkpoint not found: {args.checkpoint} (train one with python -m novapick.train)")
     rows = []
     for part in args.parts:
         for split in args.splits:

@@ -31,8 +31,10 @@ from novapick.sim import make_env  # noqa: E402
 from novapick.sim.catalog import load_catalog, resting_extents  # noqa: E402
 from novapick.sim.expert import ScriptedExpert, grasp_pose_vector  # noqa: E402
 from novapick.sim.world import BIN_HALF  # noqa: E402
-from solutions.evaluation import EXECUTE_STEPS, plan_episodes  # noqa: E402
-from solutions.flow_head import FlowMatchingActionHead, flow_matching_loss  # noqa: E402
+from novapick.evaluate.episodes import plan_episodes  # noqa: E402
+from novapick.policy.vla import EXECUTE_STEPS  # noqa: E402
+from novapick.policy.flow import CleanChunkParametrization, extended_flow_loss  # noqa: E402
+from solutions.flow_head import FlowMatchingActionHead  # noqa: E402
 
 
 def train_privileged_head(data: str, steps: int, seed: int):
@@ -46,12 +48,12 @@ def train_privileged_head(data: str, steps: int, seed: int):
     chunks, pad = torch.tensor(store.action[store.chunk_rows][keep]), torch.tensor(store.chunk_pad[keep])
     mean, std = chunks.flatten(0, 1).mean(0), chunks.flatten(0, 1).std(0).clamp(min=1e-2)
     proj = nn.Sequential(nn.Linear(x.shape[1], 512), nn.SiLU(), nn.Linear(512, 512), nn.SiLU(), nn.Linear(512, 512))
-    head = FlowMatchingActionHead(16, 10, 512)
+    head = CleanChunkParametrization(FlowMatchingActionHead(16, 10, 512))   # the reference's extension
     opt = torch.optim.AdamW([*proj.parameters(), *head.parameters()], lr=1e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps, pct_start=0.05)
     for _ in range(steps):
         i = torch.randint(0, len(x), (256,))
-        loss = flow_matching_loss(head, (chunks[i] - mean) / std, proj(x[i]), pad[i], weighting="x")
+        loss = extended_flow_loss(head, (chunks[i] - mean) / std, proj(x[i]), pad[i], weighting="x")
         opt.zero_grad()
         loss.backward()
         opt.step()

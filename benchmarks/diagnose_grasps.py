@@ -37,8 +37,9 @@ from novapick.data.normalize import NormStats  # noqa: E402
 from novapick.sim import make_env, robot as R  # noqa: E402
 from novapick.sim.catalog import load_catalog  # noqa: E402
 from novapick.sim.expert import ScriptedExpert  # noqa: E402
-from solutions.evaluation import MAX_STEPS, VLAPolicy, plan_episodes  # noqa: E402
-from solutions.training import load_policy_model  # noqa: E402
+from novapick.evaluate.episodes import plan_episodes  # noqa: E402
+from novapick.policy.model import load_policy_model  # noqa: E402
+from novapick.policy.vla import MAX_STEPS, VLAPolicy  # noqa: E402
 
 GROUNDING_ERROR_M = 0.10   # lowest point this far from the planned grasp: it went for another item
 TRACE_BELOW_M = 0.08       # --trace prints the steps with the grasp target this close above the plan
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     if not Path(args.checkpoint).exists():
-        raise SystemExit(f"checkpoint not found: {args.checkpoint} (train one with python -m solutions.training)")
+        raise SystemExit(f"checkpoint not found: {args.checkpoint} (train one with python -m novapick.train)")
     model, mcfg = load_policy_model(args.checkpoint)
     stats = NormStats.load(Path(args.checkpoint).parent / "stats.json")
     policy = VLAPolicy(model, mcfg, stats, seed=args.seed)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from novapick.backbones import tokenize
 from novapick.config import ModelConfig, get_profile
-from solutions.training import build_model, condition, encode
+from novapick.policy.model import build_model, condition, encode, load_components, load_policy_model
 
 # Published dense peak throughput used for the estimates (FP16/BF16 tensor cores, no
 # sparsity): NVIDIA data sheets. Real models reach a fraction of peak: we assume 30 %.
@@ -107,7 +107,9 @@ def benchmark_inference(model: dict, device: torch.device,
         r, d = preprocess()
         o = encode(model, r, d, tokens, state)
         hh, zz, _ = rssm.observe_step(o, action, h, z)
-        return model["action_scaler"].unnormalize(head.sample(condition(hh, zz, o), mcfg.flow_steps))
+        chunk = head.sample(condition(hh, zz, o), mcfg.flow_steps)
+        scaler = model.get("action_scaler")      # the extensions' standardised actions
+        return scaler.unnormalize(chunk) if scaler is not None else chunk
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -141,16 +143,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=["quick", "full"], default="quick")
     ap.add_argument("--checkpoint", help="benchmark trained weights (default: fresh weights, same architecture)")
+    ap.add_argument("--components", default="solutions", help="module with the components (fresh weights)")
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
     if args.checkpoint:
-        from solutions.training import load_policy_model
         model, mcfg = load_policy_model(args.checkpoint)
     else:
         mcfg = get_profile(args.profile).model
-        model = build_model(mcfg)
+        model = build_model(mcfg, load_components(args.components))
     result = benchmark_inference(model, torch.device(args.device), args.warmup, args.runs, mcfg=mcfg)
     lat = result["latency"]
     for stage in ("preprocess", "encode", "rssm", "flow", "total"):

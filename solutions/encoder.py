@@ -1,5 +1,7 @@
 """Notebook 04a — the multimodal observation encoder (Section 3.4, component 1).
 
+The backbones come from :mod:`novapick.backbones` (frozen DINOv2 + CLIP in the full
+profile, small trainable stand-ins in the quick one); what is written here is the fusion.
 Vision (RGB + depth) becomes a set of patch tokens (B, N, D) (D = 384 with DINOv2, 128 in
 the quick profile's small CNN); the instruction becomes one 512-d embedding. Two
 decoder blocks let the language side (a learnable [CLS] token plus the instruction
@@ -8,7 +10,7 @@ then attend to the patches (cross-attention), so the patches showing "the RED bo
 get the attention; the [CLS] output is the observation embedding (B, 256).
 
 Training can supervise where the instruction token looks (``language_attention``; see
-``solutions.training.grounding_loss``): the simulator knows where the named item is.
+``novapick.policy.heads.grounding_loss``): the simulator knows where the named item is.
 """
 from __future__ import annotations
 
@@ -18,116 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from novapick.backbones import CLIP_TEXT_DIM, DINOV2_DIM, freeze, load_clip_text, load_dinov2_vits14
+from novapick.backbones import CLIP_TEXT_DIM, DINOV2_DIM, build_patch_encoder, build_text_encoder
 from novapick.config import ModelConfig
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-VOCAB_SIZE = 49408  # CLIP BPE vocabulary
-# The small encoder's depth input: normalised depth (metres / 2 m) is centred on 0.3 m and
-# scaled so that the cell's working range, 0.1-0.5 m from the wrist camera, spans [-1, 1]
-# (invalid pixels, 0, land at -1.5). Unscaled, 1 cm of height is 0.005 units beside RGB's
-# +-1 and the network learns heights from the category *word* instead of from depth.
-DEPTH_CENTRE, DEPTH_GAIN = 0.15, 10.0
-
-
-class DinoPatchEncoder(nn.Module):
-    """Frozen DINOv2 ViT-S/14 patch tokens + a learned linear projection of the depth
-    patches (the 4th channel), added token by token. (B,3,S,S),(B,1,S,S) -> (B,N,384)."""
-
-    def __init__(self, image_size: int = 224, pretrained: bool = True):
-        super().__init__()
-        vit, self.pretrained = load_dinov2_vits14(pretrained, image_size)
-        self.vit = freeze(vit)
-        self.depth_proj = nn.Conv2d(1, DINOV2_DIM, kernel_size=14, stride=14)  # linear per patch
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-
-    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            tokens = self.vit.forward_features((rgb - self.mean) / self.std)
-        patches = tokens[:, self.vit.num_prefix_tokens:]                # drop [CLS]/registers
-        return patches + self.depth_proj(depth).flatten(2).transpose(1, 2)  # (B, N, 384)
-
-
-class SmallPatchEncoder(nn.Module):
-    """Quick-profile stand-in with the same kind of output: a trainable CNN over RGB-D
-    (three stride-2 convolutions and one at full stride) whose (S/8 x S/8) feature map
-    becomes N patch tokens of width ``width`` with learned positions. At 64 px: 8 x 8 =
-    64 tokens, ~7 M multiply-adds per frame: > 2,000 frames/s train on 2 CPU cores."""
-
-    def __init__(self, image_size: int = 64, width: int = 128):
-        super().__init__()
-        chans, strides = [4, 16, 32, 64, width], [2, 2, 2, 1]
-        layers: list[nn.Module] = []
-        for c_in, c_out, stride in zip(chans[:-1], chans[1:], strides):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.GroupNorm(8, c_out), nn.SiLU()]
-        self.cnn = nn.Sequential(*layers[:-2])  # tokens end linearly (no norm/activation)
-        # channels-last convolutions run faster on the CPU (oneDNN's native layout)
-        self.cnn.to(memory_format=torch.channels_last)
-        self.pos = nn.Parameter(torch.randn(1, (image_size // 8) ** 2, width) * 0.02)
-        self.pretrained = False
-
-    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([rgb * 2 - 1, (depth - DEPTH_CENTRE) * DEPTH_GAIN], dim=1)
-        x = self.cnn(x.contiguous(memory_format=torch.channels_last))       # (B, width, S/8, S/8)
-        # channels-last memory is (B, S/8, S/8, width): the tokens without a copy; the
-        # positions let the attention read out *where* the attended object is
-        return x.permute(0, 2, 3, 1).flatten(1, 2) + self.pos              # (B, N, width)
-
-
-class ClipTextEncoder(nn.Module):
-    """Frozen CLIP ViT-B/32 text tower: (B, 77) tokens -> (B, 512). Each distinct
-    instruction is encoded once and cached (instructions repeat across a dataset)."""
-
-    def __init__(self, pretrained: bool = True):
-        super().__init__()
-        clip, self.pretrained = load_clip_text(pretrained)
-        self.clip = freeze(clip)
-        self._cache: dict[bytes, torch.Tensor] = {}
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        keys = [row.cpu().numpy().tobytes() for row in tokens]
-        missing = [i for i, k in enumerate(keys) if k not in self._cache]
-        if missing:
-            with torch.no_grad():
-                feats = self.clip.encode_text(tokens[missing]).float()
-            for i, f in zip(missing, feats):
-                self._cache[keys[i]] = f.cpu()
-        return torch.stack([self._cache[k] for k in keys]).to(tokens.device)
-
-
-class SmallTextEncoder(nn.Module):
-    """Quick-profile stand-in: trainable token embeddings + one transformer layer,
-    mean-pooled over real tokens: (B, 77) -> (B, 512). Token ids are hashed into 4,096
-    buckets: the course's instructions use ~100 distinct words, and a 49,408 x 128
-    table would cost more optimiser time than the rest of the quick model."""
-
-    def __init__(self, width: int = 128, out_dim: int = CLIP_TEXT_DIM, buckets: int = 4096):
-        super().__init__()
-        self.buckets = buckets
-        self.embed = nn.Embedding(buckets, width)
-        self.pos = nn.Parameter(torch.zeros(1, 77, width))
-        self.layer = nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0.0, batch_first=True)
-        self.out = nn.Linear(width, out_dim)
-        self.pretrained = False
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        # A training batch of windows repeats each instruction once per step: encode each
-        # distinct one once and copy the result (the same values and gradients, less work).
-        # index_select, not self(unique)[index]: the backward of indexing with repeated
-        # indices adds the copies' gradients in a thread-timing-dependent order on the
-        # CPU, so two runs with the same seed drifted apart on a busy machine
-        unique, index = torch.unique(tokens, dim=0, return_inverse=True)
-        if len(unique) < len(tokens):
-            return self(unique).index_select(0, index)
-        length = max(1, int((tokens != 0).sum(1).max()))
-        tokens = tokens[:, :length]  # drop the all-padding tail: same result, ~7x less work
-        pad = tokens == 0                                                  # CLIP pads with 0
-        ids = torch.where(pad, tokens, tokens % (self.buckets - 1) + 1)   # 0 stays padding
-        x = self.layer(self.embed(ids) + self.pos[:, :tokens.shape[1]], src_key_padding_mask=pad)
-        keep = (~pad).unsqueeze(-1).float()
-        return self.out((x * keep).sum(1) / keep.sum(1).clamp(min=1))
 
 
 def multihead_attention(attn: nn.MultiheadAttention, queries: torch.Tensor,
@@ -181,29 +75,30 @@ class CrossAttentionBlock(nn.Module):
 
 
 class ObservationEncoder(nn.Module):
-    """RGB-D + instruction -> observation embedding (B, 256).
+    """RGB-D + instruction -> observation embedding (B, obs_embed_dim).
 
-    ``config`` chooses the backbones (full profile: frozen DINOv2 + CLIP; quick profile:
-    small trainable encoders with identical interfaces). After a forward pass,
-    ``last_attention`` holds the last layer's attention of the [CLS] query over the patches
-    (B, N), detached, for plotting, ``language_attention`` the first layer's attention
-    of the language query (B, N), with gradients: training can tell it where the named
-    item is (see ``solutions.training.grounding_loss``), and ``patch_tokens`` the visual
-    tokens (B, N, D). Patches form a
-    ``token_grid`` x ``token_grid`` raster, row by row from the image's top-left.
+    ``config`` (keyword, the plug-in contract's one addition to the case study's
+    signature) says which backbones and sizes the profile uses; without it the case
+    study's full-size model is built. After a forward pass, ``last_attention`` holds the
+    last layer's attention of the [CLS] query over the patches (B, N), detached, for
+    plotting, ``language_attention`` the first layer's attention of the language query
+    (B, N), with gradients (training can tell it where the named item is), and
+    ``patch_tokens`` the visual tokens (B, N, D). Patches form a ``token_grid`` x
+    ``token_grid`` raster, row by row from the image's top-left.
     """
 
     def __init__(self, obs_embed_dim: int = 256, *, config: ModelConfig | None = None):
         super().__init__()
         cfg = config or ModelConfig(obs_embed_dim=obs_embed_dim)
         self.image_size = cfg.image_size
-        if cfg.visual_backbone == "dinov2_vits14":
-            self.visual = DinoPatchEncoder(cfg.image_size, cfg.pretrained)
-        else:
-            self.visual = SmallPatchEncoder(cfg.image_size, cfg.token_dim)
-        self.token_grid = cfg.image_size // (14 if cfg.visual_backbone == "dinov2_vits14" else 8)
-        self.text = ClipTextEncoder(cfg.pretrained) if cfg.text_encoder == "clip_vit_b32" else SmallTextEncoder()
-        width = cfg.token_dim                                             # 384 with DINOv2
+        self.visual = build_patch_encoder(cfg)                            # (B, N, D) patch tokens
+        width = self.visual.width                                         # D: 384 with DINOv2
+        # Section 3.4: depth joins the RGB tokens through a learned linear projection of
+        # each depth patch. The quick profile's CNN already reads RGB-D as four channels.
+        patch = self.visual.patch_size
+        self.depth_proj = None if self.visual.sees_depth else nn.Conv2d(1, width, kernel_size=patch, stride=patch)
+        self.token_grid = cfg.image_size // patch
+        self.text = build_text_encoder(cfg)                               # (B, 77) -> (B, 512)
         self.lang_proj = nn.Linear(CLIP_TEXT_DIM, width)
         self.cls = nn.Parameter(torch.randn(1, 1, width) * 0.02)         # learnable pooling token
         self.blocks = nn.ModuleList(CrossAttentionBlock(width, 4, cfg.dropout) for _ in range(2))
@@ -217,16 +112,23 @@ class ObservationEncoder(nn.Module):
         """(B, 77) CLIP token ids -> (B, 512)."""
         return self.text(language_tokens)
 
+    def encode_patches(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """rgb (B, 3, S, S), depth (B, 1, S, S) -> visual tokens with depth fused (B, N, D)."""
+        tokens = self.visual(rgb, depth)
+        if self.depth_proj is not None:
+            tokens = tokens + self.depth_proj(depth).flatten(2).transpose(1, 2)   # (B, N, D)
+        return tokens
+
     def forward(self, rgb: torch.Tensor, depth: torch.Tensor, language_tokens: torch.Tensor) -> torch.Tensor:
-        """rgb (B,3,S,S) in [0,1], depth (B,1,S,S) in [0,1], language_tokens (B,77) -> (B,256)."""
+        """rgb (B,3,S,S) in [0,1], depth (B,1,S,S) in [0,1], language_tokens (B,77) -> (B,obs_embed_dim)."""
         B, S = rgb.shape[0], self.image_size
         if rgb.shape[1:] != (3, S, S) or depth.shape[1:] != (1, S, S) or depth.shape[0] != B:
             raise ValueError(f"expected rgb (B, 3, {S}, {S}) and depth (B, 1, {S}, {S}), got "
                              f"{tuple(rgb.shape)} and {tuple(depth.shape)}")
         if language_tokens.ndim != 2 or language_tokens.shape[0] != B:
             raise ValueError(f"expected language_tokens (B, 77) int token ids, got {tuple(language_tokens.shape)}")
-        visual = self.visual(rgb, depth)                                       # (B, N, D)
-        self.patch_tokens = visual   # with gradients: the grasp-point head reads them (training.py)
+        visual = self.encode_patches(rgb, depth)                               # (B, N, D)
+        self.patch_tokens = visual   # with gradients: the harness's grasp-point head reads them
         lang = self.lang_proj(self.encode_language(language_tokens.long()))    # (B, D)
         queries = torch.cat([self.cls.expand(B, -1, -1), lang[:, None]], dim=1)  # (B, 2, D)
         for i, block in enumerate(self.blocks):
@@ -234,4 +136,4 @@ class ObservationEncoder(nn.Module):
             if i == 0:  # where the instruction looks first; [CLS] reads the result in block 2
                 self.language_attention = weights[:, 1]                        # (B, N)
         self.last_attention = weights[:, 0].detach()                           # (B, N)
-        return self.out(self.fuse(queries[:, 0]))                              # (B, 256)
+        return self.out(self.fuse(queries[:, 0]))                              # (B, obs_embed_dim)

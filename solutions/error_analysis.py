@@ -4,8 +4,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import imageio.v2 as imageio
 import numpy as np
 
+from novapick.evaluate.episodes import run_episode
 from novapick.sim.catalog import load_catalog
 from novapick.sim.env import FAILURES
 
@@ -47,10 +49,6 @@ def analyze_failures(eval_results: dict, model: dict, eval_env, *, out_dir: str 
     and, per category: count, fraction of failures, correlated object properties, a
     mitigation, and ``examples`` replayed episodes whose first / middle / last wrist
     frames are saved as PNG."""
-    import imageio.v2 as imageio
-
-    from solutions.evaluation import run_episode
-
     infos = eval_results["infos"]
     failed = [i for i in infos if not i["success"]]
     policy = eval_results.get("policy")

@@ -18,19 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def mlp(sizes: list[int], dropout: float = 0.1) -> nn.Sequential:
-    """Linear -> LayerNorm -> SiLU -> Dropout between sizes; the last layer is linear."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers += [nn.LayerNorm(b), nn.SiLU(), nn.Dropout(dropout)]
-    return nn.Sequential(*layers)
+from novapick.layers import mlp
 
 
 class RSSM(nn.Module):
-    """Recurrent state-space model: GRU transition, prior, posterior, reward predictor."""
+    """Recurrent state-space model: GRU transition, prior, posterior, reward predictor.
+
+    Beyond the case study's signature: ``hidden_dim`` (the MLPs' width; the profile
+    passes 128 in the quick profile) and two read-outs the world-model loss and
+    rehearsal use, ``predict_reward`` and ``decode_observation`` (docs/contract.md)."""
 
     def __init__(self, obs_embed_dim: int = 256, action_dim: int = 10,
                  det_dim: int = 512, stoch_dim: int = 32,
@@ -115,18 +111,6 @@ class RSSM(nn.Module):
             zs.append(z)
         h_states, z_states = torch.stack(hs, 1), torch.stack(zs, 1)
         return {"h_states": h_states, "z_states": z_states, "rewards": self.predict_reward(h_states, z_states)}
-
-
-class GraspSuccessHead(nn.Module):
-    """Grasp confidence per action chunk: conditioning [h, z_flat, obs] (B, 1792) -> logit (B,).
-    Trained with binary cross-entropy on the grasp outcome (Section 2, loss 3)."""
-
-    def __init__(self, cond_dim: int = 1792, dropout: float = 0.1):
-        super().__init__()
-        self.net = mlp([cond_dim, 256, 1], dropout)
-
-    def forward(self, condition: torch.Tensor) -> torch.Tensor:
-        return self.net(condition).squeeze(-1)
 
 
 def categorical_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,13 @@ import torch
 
 from novapick.config import TrainConfig, get_profile
 from novapick.data.dataset import make_dataloader
-from solutions.training import (build_model, load_policy_model, parameters, save_checkpoint, train, train_one_epoch,
-                                warmup_cosine)
+from novapick.policy.model import build_model, load_components, load_policy_model, parameters
+from novapick.train.checkpoint import save_checkpoint, warmup_cosine
+from novapick.train.extras import TrainingExtras, load_scene_tensors, scene_grounding_loss
+from novapick.train.harness import train
+from solutions.training import train_one_epoch
+
+REFERENCE = load_components("solutions")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,21 +56,39 @@ def test_training_augmentation_settings_are_validated():
 def test_train_one_epoch_decreases_the_loss_on_a_fixed_batch(data_dir):
     torch.manual_seed(0)
     prof = get_profile("quick")
-    model = build_model(prof.model)
-    batch = next(iter(make_dataloader(data_dir, batch_size=4, seq_len=6, as_tuple=False)))
+    model = build_model(prof.model, REFERENCE)
+    extras = TrainingExtras(model, prof.train)
+    batch = extras.prepare(next(iter(make_dataloader(data_dir, batch_size=4, seq_len=6, as_tuple=False))), "cpu")
     opt = torch.optim.AdamW(parameters(model), lr=1e-3, weight_decay=1e-4)
     sched = warmup_cosine(opt, TrainConfig(warmup_steps=1, total_steps=1000))
     torch.manual_seed(1)
-    first = train_one_epoch(model, [batch] * 3, opt, sched, torch.device("cpu"), 0, prof.train)
+    first = train_one_epoch(model, [batch] * 3, opt, sched, torch.device("cpu"), 0, extras)
     for epoch in range(1, 6):
-        last = train_one_epoch(model, [batch] * 3, opt, sched, torch.device("cpu"), epoch, prof.train)
-    for key in ("flow_loss", "wm_loss", "kl_loss", "total_loss"):
+        last = train_one_epoch(model, [batch] * 3, opt, sched, torch.device("cpu"), epoch, extras)
+    for key in ("flow_loss", "wm_loss", "kl_loss", "total_loss", "pose_loss", "ground_loss"):
         assert np.isfinite(last[key])
     assert last["total_loss"] < 0.8 * first["total_loss"]
-    # the case study's tuple form works too
-    tup = next(iter(make_dataloader(data_dir, batch_size=2, seq_len=4, as_tuple=True)))
-    out = train_one_epoch(model, [tup], opt, sched, torch.device("cpu"), 9, prof.train)
-    assert out["steps"] == 1 and np.isfinite(out["total_loss"])
+
+
+def test_the_case_study_loop_trains_the_spec_exact_model_on_tuples(data_dir):
+    """extras=None: the case study's model (encoder, RSSM, flow head, grasp head and
+    nothing else) and loss, on the case study's tuple batches."""
+    torch.manual_seed(0)
+    prof = get_profile("quick")
+    prof.model.extensions = False
+    model = build_model(prof.model, REFERENCE)
+    assert set(model) == {"encoder", "rssm", "flow_head", "grasp_head"}
+    tup = next(iter(make_dataloader(data_dir, batch_size=4, seq_len=4, as_tuple=True)))
+    opt = torch.optim.AdamW(parameters(model), lr=1e-3)
+    sched = warmup_cosine(opt, TrainConfig(warmup_steps=1, total_steps=1000))
+    first = train_one_epoch(model, [tup] * 3, opt, sched, torch.device("cpu"), 0)
+    for epoch in range(1, 6):
+        last = train_one_epoch(model, [tup] * 3, opt, sched, torch.device("cpu"), epoch)
+    assert last["steps"] == 3 and "pose_loss" not in last
+    assert last["total_loss"] < 0.8 * first["total_loss"]
+    # the composite loss is the case study's: flow + 0.5 wm + 0.1 grasp, nothing else
+    assert last["total_loss"] == pytest.approx(last["flow_loss"] + 0.5 * last["wm_loss"] + 0.1 * last["grasp_loss"],
+                                               rel=1e-5)
 
 
 def test_train_checkpoints_resumes_and_plots(data_dir, tmp_path):
@@ -98,7 +121,7 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_weights(data_dir, tmp_path
     """Exact resume: a run killed right after its step-3 checkpoint (mid-epoch) and then
     resumed, going on across the next epoch, gives the same curve, weights and EMA as a
     run that never stopped: the same remaining batches and the same random streams."""
-    import solutions.training as training
+    import novapick.train.harness as harness
 
     windows = train([str(data_dir)], tmp_path / "probe", "quick", steps=1, batch_size=2, seq_len=4)["windows"]
     batch = windows // 5                                   # 5 batches per epoch: 8 steps cross into epoch 2
@@ -112,7 +135,7 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_weights(data_dir, tmp_path
         save_checkpoint(*args, **kw)
         raise Killed
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(harness, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
         train([str(data_dir)], tmp_path / "stopped", **kwargs)
     monkeypatch.undo()
@@ -132,12 +155,16 @@ def test_a_stopped_and_resumed_run_ends_with_the_same_weights(data_dir, tmp_path
 def test_ddp_with_two_processes_completes(data_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "solutions.training", "--data", str(data_dir), "--steps", "3", "--batch-size", "2",
+           "-m", "novapick.train", "--data", str(data_dir), "--steps", "3", "--batch-size", "2",
            "--seq-len", "4", "--device", "cpu", "--out", str(tmp_path)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["world_size"] == 2 and summary["steps"] == 3
+    # the gradients were averaged: both ranks took the same steps from the same weights,
+    # so rank 0's checkpoint equals what either rank holds; and training moved the weights
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert ckpt["step"] == 3 and len(ckpt["position"]["random_state"]) == 2
 
 
 def test_closed_loop_evaluation_runs_and_reports_metrics(data_dir, tmp_path):
@@ -151,16 +178,22 @@ def test_closed_loop_evaluation_runs_and_reports_metrics(data_dir, tmp_path):
     names = [o.name for o in env.catalog.split("novel")[:2]]
     result = evaluate_model(model, env, names, num_episodes=1, mcfg=mcfg,
                             stats=NormStats.load(tmp_path / "stats.json"), progress=False, rehearsal_k=3)
+    from novapick.evaluate.summary import summarize_evaluation
+
+    harness_view = summarize_evaluation(result["infos"])
     for key in ("pick_success_rate", "mean_cycle_time", "mean_smoothness", "collision_rate", "per_object_success"):
-        assert key in result
+        assert result[key] == harness_view[key], key      # the answer's aggregation is the harness's
     assert set(result["per_object_success"]) == set(names) and result["episodes"] == 2
-    assert result["latency_ms_p50"] > 0
+    # in 12 steps an untrained policy cannot reach an item: both episodes end as misses
+    assert result["pick_success_rate"] == 0.0 and result["mean_cycle_time"] is None
+    assert [(i["failure"], i["steps"]) for i in result["infos"]] == [("miss", 12)] * 2
+    assert harness_view["latency_ms_p50"] > 0
     env.close()
 
 
 def test_temperature_zero_gives_the_same_chunk_for_any_seed(data_dir, tmp_path):
     from novapick.data.normalize import NormStats
-    from solutions.evaluation import VLAPolicy
+    from novapick.policy.vla import VLAPolicy
 
     train([str(data_dir)], tmp_path, "quick", steps=2, batch_size=2, seq_len=4)
     model, mcfg = load_policy_model(tmp_path / "last.pt")
@@ -174,7 +207,8 @@ def test_temperature_zero_gives_the_same_chunk_for_any_seed(data_dir, tmp_path):
 
 
 def test_parallel_evaluation_gives_the_same_episodes_as_one_process(data_dir, tmp_path):
-    from solutions.evaluation import evaluate_checkpoint, plan_episodes
+    from novapick.evaluate.episodes import plan_episodes
+    from novapick.evaluate.workers import evaluate_checkpoint
 
     train([str(data_dir)], tmp_path, "quick", steps=2, batch_size=2, seq_len=4)
     from novapick.sim.catalog import load_catalog
@@ -191,14 +225,21 @@ def test_parallel_evaluation_gives_the_same_episodes_as_one_process(data_dir, tm
 def test_benchmark_reports_every_stage_and_the_flow_steps_curve():
     from solutions.benchmark import benchmark_inference
     prof = get_profile("quick")
-    result = benchmark_inference(build_model(prof.model), torch.device("cpu"), 2, 5, mcfg=prof.model,
+    result = benchmark_inference(build_model(prof.model, REFERENCE), torch.device("cpu"), 2, 5, mcfg=prof.model,
                                  flow_steps_curve=(1, 10))
     for key in ("preprocess_ms", "encode_ms", "rssm_ms", "flow_ms", "total_ms", "throughput_hz"):
         assert result[key] > 0
     assert isinstance(result["meets_latency_target"], bool)
-    assert set(result["latency"]["total"]) == {"mean", "std", "p50", "p95", "p99"}
+    for stage in ("preprocess", "encode", "rssm", "flow", "total"):
+        lat = result["latency"][stage]
+        assert set(lat) == {"mean", "std", "p50", "p95", "p99"}
+        assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] and lat["std"] >= 0
+    # the end-to-end step contains every stage, and more flow steps cost more
+    assert result["total_ms"] > result["encode_ms"] and result["total_ms"] > result["flow_ms"]
+    assert result["throughput_hz"] == pytest.approx(1000 / result["total_ms"])
     assert result["params"]["rssm"] > 1e5 and result["gflops_per_chunk"] > 0
-    assert [c["flow_steps"] for c in result["flow_steps_curve"]] == [1, 10]
+    curve = result["flow_steps_curve"]
+    assert [c["flow_steps"] for c in curve] == [1, 10] and curve[1]["flow_ms_p50"] > curve[0]["flow_ms_p50"]
     assert set(result["gpu_estimates_ms"]) == {"T4 (Colab)", "L4", "A100"}
 
 
@@ -218,6 +259,7 @@ def test_failure_analysis_counts_correlates_and_saves_frames(data_dir, tmp_path)
     assert set(report) == {"grasp_slip", "miss", "wrong_object", "collision", "timeout"}
     failed = sum(not i["success"] for i in results["infos"])
     assert sum(r["count"] for r in report.values()) == failed == 3          # 8 steps: nothing gets picked
+    assert report["miss"]["count"] == 3 and report["miss"]["fraction"] == 1.0   # ... nor touched
     for category, r in report.items():
         assert r["mitigation"] and (r["count"] == 0 or len(r["example_frames"]) == 3)
         assert all(Path(p).exists() for p in r["example_frames"])
@@ -231,9 +273,11 @@ def test_failure_analysis_counts_correlates_and_saves_frames(data_dir, tmp_path)
 
 def test_grasp_baseline_trains_on_expert_poses_and_runs_in_the_cell(data_dir):
     from novapick.sim import make_env
-    from solutions.baseline import evaluate_baseline, train_baseline
+    from novapick.evaluate.baseline import evaluate_baseline, train_baseline
+    from solutions.baseline import GraspBaseline
 
-    model, info = train_baseline([str(data_dir)], steps=40, batch_size=8, pretrained=False, progress=False)
+    model, info = train_baseline([str(data_dir)], GraspBaseline, steps=40, batch_size=8, pretrained=False,
+                                 progress=False)
     assert info["samples"] >= 3 and info["final_mse"] < info["first_mse"]
     assert not info["pretrained_backbone"] and not info["frozen_backbone"]   # offline: the ResNet trains too
     env = make_env(64, max_steps=60)
@@ -266,8 +310,6 @@ def test_grounding_scenes_are_used_when_stored_with_the_data_and_train_the_atten
     import shutil
 
     from novapick.data.scenes import SceneConfig, generate_scenes
-    from solutions.training import load_scene_tensors, scene_grounding_loss
-
     plain = train([str(data_dir)], tmp_path / "plain", "quick", steps=1, batch_size=2, seq_len=4)
     assert plain["grounding_scenes"] == 0 and "no grounding scenes at" in capsys.readouterr().out
     data = tmp_path / "data"
@@ -281,7 +323,7 @@ def test_grounding_scenes_are_used_when_stored_with_the_data_and_train_the_atten
     torch.manual_seed(0)
     prof = get_profile("quick")
     tcfg = TrainConfig(scene_batch=6, colour_jitter=0.0, depth_noise_m=0.0)
-    model = build_model(prof.model)
+    model = build_model(prof.model, REFERENCE)
     scenes = load_scene_tensors(info["path"], 64, torch.device("cpu"))
     optimizer = torch.optim.Adam(model["encoder"].parameters(), lr=1e-3)
     losses = []

@@ -15,7 +15,7 @@ grounding loss on a few of them per step (``TrainConfig.scene_batch``).
     python -m novapick.data.scenes --out data/synthetic_known_64px_s0_jitter0.3_balanced --image-size 64 --shape-jitter 0.3
 
 The file lives in the demonstrations' directory (``scenes/grounding_scenes.npz``), made
-with the same split, image size, seed and item resizing; ``solutions.training.train``
+with the same split, image size, seed and item resizing; ``novapick.train.harness.train``
 uses it when it is there.
 """
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Training: the harness (``python -m novapick.train``), its extras beyond the case study, augmentation."""

@@ -4,34 +4,54 @@ Stages:
 
 1. generate the synthetic demonstrations of the profile's data mix (resumable) and
    validate them (`novapick.data.check`),
-2. train the VLA (encoder + RSSM + flow head + grasp head; resumes) and the grasp-pose
+2. train the VLA built from a components module (the reference's, ``solutions``, or a
+   student's: encoder + RSSM + flow head + grasp head; resumes) and the grasp-pose
    baseline,
 3. evaluate the VLA, the baseline (its pose executed by the scripted motion) and the
    scripted expert (upper bound) on the known and the novel objects; the VLA also with
-   world-model rehearsal (K = 4 imagined chunks) on the novel objects,
+   world-model rehearsal (K = 4 imagined chunks) on the novel objects, and in clutter,
 4. world-model next-latent cosine similarity, failure analysis with example frames,
    inference benchmark of the quick model and of the full-spec architecture,
-5. print the results tables, write `artifacts/results.json`, loss curves and a video.
+5. print the results tables, write `artifacts/results.json`, loss curves and videos.
 
-    python -m solutions.pipeline --profile quick            # CPU, 17-29 minutes here
-    python -m solutions.pipeline --episodes 2 --data-episodes 4 --train-steps 2 --data-root /tmp/d   # smoke
+    python -m novapick.pipeline --profile quick                        # CPU, about 20 minutes here
+    python -m novapick.pipeline --spec-exact --out artifacts/spec      # the case study's model exactly
+    python -m novapick.pipeline --components my_components            # a student's components
+    python -m novapick.pipeline --episodes 2 --data-episodes 4 --train-steps 2 --data-root /tmp/d   # smoke
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import subprocess
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from novapick.config import get_profile
+from novapick.data.check import check_dataset
+from novapick.data.dataset import make_dataloader
+from novapick.data.generate import generate
+from novapick.data.mix import DataMix
+from novapick.data.normalize import NormStats
+from novapick.data.scenes import SceneConfig, generate_scenes
+from novapick.evaluate.baseline import run_baseline_episode, summarize_baseline, train_baseline
+from novapick.evaluate.episodes import plan_episodes, run_episode
+from novapick.evaluate.workers import evaluate_checkpoint, run_plans_in_workers
+from novapick.evaluate.world_model import world_model_cosine
+from novapick.metrics import summarize_episodes
+from novapick.policy.model import build_model, load_components, load_policy_model
+from novapick.policy.vla import DEFAULT_TEMPERATURE, VLAPolicy
+from novapick.reporting import bordered, format_table, git_commit, headline_table
 from novapick.sim import make_env
+from novapick.sim.catalog import load_catalog
 from novapick.sim.expert_eval import episode_options, evaluate_expert
 from novapick.sim.rollout import run_expert_episode
-from novapick.metrics import summarize_episodes
-from novapick.video import caption, save_video
+from novapick.train.harness import train
+from novapick.video import save_video
 
 
 @dataclass
@@ -54,6 +74,8 @@ class PipelineConfig:
     rehearsal_k: int = 4        # candidate chunks imagined per replan in the rehearsal run
     clutter_episodes: int = 50  # per split, in bins of 1..30 items
     benchmark_runs: int = 30
+    components: str = "solutions"   # the module whose components are trained and evaluated
+    extensions: bool = True     # False: the case study's model and loss exactly (docs/contract.md)
 
     def __post_init__(self) -> None:
         if self.profile not in ("quick", "full"):
@@ -67,39 +89,6 @@ class PipelineConfig:
 PROFILES = {"quick": dict(episodes=100, items=5, image_size=64, data_episodes=600, train_steps=4000),
             "full": dict(episodes=200, items=10, image_size=224, data_episodes=20_000, train_steps=200_000,
                          grounding_scenes=0)}   # 20,000 demonstrations are 20,000 first looks already
-
-
-def git_commit() -> str:
-    """HEAD's hash, with "+dirty" when tracked files have uncommitted changes (then the
-    results do not come from that commit's code alone)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                 text=True, check=True).stdout.strip()
-        return head + ("+dirty" if changed else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def format_table(rows: dict[str, dict]) -> str:
-    """Markdown table of the Section 2 metrics, one row per evaluated system/split."""
-    head = ("| system | split | success | cycle time (s) | mean jerk (rad/s^3) | collision | damage | failures |\n"
-            "|---|---|---|---|---|---|---|---|")
-    lines = [head]
-    for name, r in rows.items():
-        system, split = name.split("/")
-        fails = ", ".join(f"{k} {v}" for k, v in r["failure_counts"].items() if v) or "-"
-        cycle = f"{r['mean_cycle_time_s']:.2f}" if r["mean_cycle_time_s"] is not None else "-"
-        lines.append(f"| {system} | {split} | {r['success_rate']:.1%} | {cycle} | {r['mean_jerk']:.1f} "
-                     f"| {r['collision_rate']:.1%} | {r['damage_rate']:.1%} | {fails} |")
-    return "\n".join(lines)
-
-
-def bordered(frames: list[np.ndarray], success: bool, hold: int = 5) -> list[np.ndarray]:
-    """An episode's frames with a green (success) or red border; the last one held ``hold`` frames."""
-    border = (40, 200, 60) if success else (220, 40, 40)
-    return [caption(f, border) for f in frames + [frames[-1]] * hold]
 
 
 def record_video(cfg: PipelineConfig, out: Path) -> Path:
@@ -118,8 +107,6 @@ def record_video(cfg: PipelineConfig, out: Path) -> Path:
 def record_vla_video(cfg: PipelineConfig, policy, out: Path) -> Path:
     """The trained VLA on a few evaluation-style episodes (known and novel objects), third
     person | wrist view, green border = success."""
-    from solutions.evaluation import run_episode
-
     env = make_env(policy.mcfg.image_size)
     frames: list[np.ndarray] = []
     for i in range(cfg.video_episodes):
@@ -134,11 +121,6 @@ def record_vla_video(cfg: PipelineConfig, policy, out: Path) -> Path:
 
 def make_data(cfg: PipelineConfig) -> dict:
     """Stage 1: the synthetic training demonstrations (resumes if already there), validated."""
-    from novapick.data.check import check_dataset
-    from novapick.data.generate import generate
-    from novapick.data.mix import DataMix
-    from novapick.data.scenes import SceneConfig, generate_scenes
-
     mix = DataMix(synthetic_episodes=cfg.data_episodes, image_size=cfg.image_size, seed=cfg.seed,
                   shape_jitter=cfg.shape_jitter, balance_modes=cfg.balance_modes, root=cfg.data_root)
     root = Path(mix.directories()[0])
@@ -167,9 +149,6 @@ def evaluate_vla(cfg: PipelineConfig, ckpt: Path, rehearsal_k: int = 0, splits=(
                  items: int | None = None) -> dict:
     """The VLA on each split, ``cfg.episodes`` episodes per split spread over its 50
     objects, in bins of 1..items items, over ``cfg.workers`` processes."""
-    from novapick.sim.catalog import load_catalog
-    from solutions.evaluation import evaluate_checkpoint
-
     per_object = max(1, cfg.episodes // 50)
     out = {}
     for split in splits:
@@ -183,14 +162,10 @@ def evaluate_vla(cfg: PipelineConfig, ckpt: Path, rehearsal_k: int = 0, splits=(
     return out
 
 
-def _baseline_share(state: dict, image_size: int, plans: list[dict]) -> list[dict]:
+def _baseline_share(state: dict, image_size: int, components: str, plans: list[dict]) -> list[dict]:
     """Worker process: the baseline (weights from ``state``) on a share of the plans."""
-    import torch
-
-    from solutions.baseline import GraspBaseline, run_baseline_episode
-
     torch.set_num_threads(1)
-    model = GraspBaseline(pretrained=False)
+    model = importlib.import_module(components).GraspBaseline(pretrained=False)
     model.load_state_dict(state)
     model.eval()
     env = make_env(image_size)
@@ -202,177 +177,164 @@ def _baseline_share(state: dict, image_size: int, plans: list[dict]) -> list[dic
 
 def evaluate_baseline_parallel(cfg: PipelineConfig, model, split: str) -> dict:
     """The grasp baseline on the same planned episodes as the VLA, over cfg.workers processes."""
-    from novapick.sim.catalog import load_catalog
-    from solutions.baseline import summarize_baseline
-    from solutions.evaluation import plan_episodes, run_plans_in_workers
-
     names = [o.name for o in load_catalog().split(split)][: cfg.episodes]
     plans = plan_episodes(names, max(1, cfg.episodes // 50), (1, cfg.items), cfg.seed + 7)
     state = {k: v.cpu() for k, v in model.state_dict().items()}
-    return summarize_baseline(run_plans_in_workers(_baseline_share, plans, cfg.workers, state, cfg.image_size))
+    return summarize_baseline(run_plans_in_workers(_baseline_share, plans, cfg.workers, state, cfg.image_size,
+                                                   cfg.components))
 
 
-def run(cfg: PipelineConfig) -> dict:
-    from solutions.baseline import train_baseline
-    from solutions.benchmark import benchmark_inference
-    from solutions.error_analysis import analyze_failures
-    from solutions.evaluation import world_model_cosine
-    from solutions.evaluation import DEFAULT_TEMPERATURE, VLAPolicy
-    from solutions.training import build_model, load_policy_model, train
+def optional_component(cfg: PipelineConfig, name: str):
+    """A component the later notebooks add (GraspBaseline, analyze_failures,
+    benchmark_inference); None, said out loud, when the module does not have it yet."""
+    found = getattr(importlib.import_module(cfg.components), name, None)
+    if found is None:
+        print(f"{cfg.components} has no {name}: its stage is skipped (results.json says so)")
+    return found
 
-    from novapick.data.normalize import NormStats
 
-    import torch
+class Laps:
+    """Wall-clock seconds per stage, printed as each ends."""
 
-    from novapick.config import get_profile
-    from novapick.data.dataset import make_dataloader
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+        self.start = self.t0 = time.perf_counter()
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    commit = git_commit()   # the code this run starts with
-    start = time.perf_counter()
-    timings: dict[str, float] = {}
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = now - self.t0
+        self.t0 = now
+        print(f"[{name}] {self.timings[name]:.0f} s")
 
-    def lap(name: str, t0: float) -> None:
-        timings[name] = time.perf_counter() - t0
-        print(f"[{name}] {timings[name]:.0f} s")
 
-    t0 = time.perf_counter()
-    data = make_data(cfg)
-    lap("data_s", t0)
-
-    t0 = time.perf_counter()
-    train_summary = train([data["dir"]], out / "vla_quick", cfg.profile, steps=cfg.train_steps, seed=cfg.seed)
-    lap("train_s", t0)
-    ckpt = out / "vla_quick" / "last.pt"
-
-    t0 = time.perf_counter()
-    baseline, baseline_train = train_baseline([data["dir"]], steps=cfg.baseline_steps, seed=cfg.seed)
-    lap("baseline_train_s", t0)
-
+def evaluate_all(cfg: PipelineConfig, ckpt: Path, baseline, laps: Laps) -> tuple[dict, dict]:
+    """Stage 3: every system on both splits; the table rows and the VLA's raw results."""
     rows: dict[str, dict] = {}
-    t0 = time.perf_counter()
     vla = evaluate_vla(cfg, ckpt)
-    for split in ("known", "novel"):
-        rows[f"vla/{split}"] = vla[split]
-    lap("vla_eval_s", t0)
-
-    t0 = time.perf_counter()
-    rehearsal = evaluate_vla(cfg, ckpt, rehearsal_k=cfg.rehearsal_k, splits=("novel",))
-    rows["vla+rehearsal/novel"] = rehearsal["novel"]
-    lap("rehearsal_eval_s", t0)
-
-    t0 = time.perf_counter()
+    rows["vla/known"], rows["vla/novel"] = vla["known"], vla["novel"]
+    laps.lap("vla_eval_s")
+    rows["vla+rehearsal/novel"] = evaluate_vla(cfg, ckpt, rehearsal_k=cfg.rehearsal_k, splits=("novel",))["novel"]
+    laps.lap("rehearsal_eval_s")
     clutter = evaluate_vla(replace(cfg, episodes=cfg.clutter_episodes), ckpt, items=30)
     for split in ("known", "novel"):
         rows[f"vla-clutter-1-30/{split}"] = clutter[split]
-    lap("clutter_eval_s", t0)
-
-    t0 = time.perf_counter()
-    for split in ("known", "novel"):
-        rows[f"baseline/{split}"] = evaluate_baseline_parallel(cfg, baseline, split)
-    lap("baseline_eval_s", t0)
-
-    t0 = time.perf_counter()
+    laps.lap("clutter_eval_s")
+    if baseline is not None:
+        for split in ("known", "novel"):
+            rows[f"baseline/{split}"] = evaluate_baseline_parallel(cfg, baseline, split)
+        laps.lap("baseline_eval_s")
     for split in ("known", "novel"):
         summary = evaluate_expert(split, cfg.episodes, cfg.items, cfg.seed, cfg.image_size, cfg.workers)
         summary.pop("infos")
         rows[f"expert/{split}"] = summary
-    lap("expert_eval_s", t0)
+    laps.lap("expert_eval_s")
+    return rows, vla
 
-    t0 = time.perf_counter()
+
+def analyse(cfg: PipelineConfig, data: dict, ckpt: Path, vla: dict, out: Path, laps: Laps) -> dict:
+    """Stage 4: world-model prediction, failure analysis, inference benchmark."""
     model, mcfg = load_policy_model(ckpt)
     # context steps observed, then 5 imagined (the rehearsal horizon)
     context = min(3, mcfg.context_steps)
     windows = make_dataloader(data["dir"], batch_size=16, seq_len=context + 5, image_size=mcfg.image_size,
                               shuffle=True, seed=cfg.seed + 1)
-    wm = world_model_cosine(model, windows, horizon=5, max_batches=10, context=context)
+    found = {"world_model": world_model_cosine(model, windows, horizon=5, max_batches=10, context=context)}
     # failures are replayed in this process (same episode seeds) to save example frames
     policy = VLAPolicy(model, mcfg, NormStats.load(ckpt.parent / "stats.json"), seed=cfg.seed + 7)
-    env = make_env(mcfg.image_size)
-    failures = analyze_failures({**vla["novel"]["_results"], "policy": policy}, model, env, out_dir=out / "failures")
-    env.close()
-    lap("analysis_s", t0)
+    found["policy"] = policy
+    analyze_failures = optional_component(cfg, "analyze_failures")
+    if analyze_failures is not None:
+        env = make_env(mcfg.image_size)
+        found["failures"] = analyze_failures({**vla["novel"]["_results"], "policy": policy}, model, env,
+                                             out_dir=out / "failures")
+        env.close()
+    laps.lap("analysis_s")
+    benchmark_inference = optional_component(cfg, "benchmark_inference")
+    if benchmark_inference is not None:
+        found["bench_quick"] = benchmark_inference(model, torch.device("cpu"), 5, cfg.benchmark_runs, mcfg=mcfg)
+        full = replace(get_profile("full").model, pretrained=False,   # latency does not depend on the weights
+                       extensions=cfg.extensions)
+        found["bench_full"] = benchmark_inference(build_model(full, load_components(cfg.components)),
+                                                  torch.device("cpu"), 2, max(5, cfg.benchmark_runs // 3),
+                                                  mcfg=full, flow_steps_curve=(1, 5, 10))
+        laps.lap("benchmark_s")
+    return found
 
-    t0 = time.perf_counter()
-    bench_quick = benchmark_inference(model, torch.device("cpu"), 5, cfg.benchmark_runs, mcfg=mcfg)
-    full_prof = replace(get_profile("full").model, pretrained=False)  # latency does not depend on the weights
-    bench_full = benchmark_inference(build_model(full_prof), torch.device("cpu"), 2, max(5, cfg.benchmark_runs // 3),
-                                     mcfg=full_prof, flow_steps_curve=(1, 5, 10))
-    lap("benchmark_s", t0)
 
-    video = record_video(cfg, out)
-    vla_video = record_vla_video(cfg, policy, out)
-    timings["total_s"] = time.perf_counter() - start
-    clean = lambda d: {k: v for k, v in d.items() if not k.startswith("_")}  # noqa: E731
+def _clean(d: dict) -> dict:
+    return {k: v for k, v in d.items() if not k.startswith("_")}
+
+
+def collect_results(cfg: PipelineConfig, commit: str, data: dict, rows: dict, train_summary: dict,
+                    baseline_train: dict | None, found: dict, artifacts: dict, timings: dict) -> dict:
+    """Stage 5: everything measured, in the layout of results.json."""
+    skipped = "skipped: the components module has none"
     results = {
         "git_commit": commit, "profile": cfg.profile, "config": asdict(cfg),
+        "components": cfg.components, "extensions": cfg.extensions,
         "seeds": {"pipeline": cfg.seed, "data": cfg.seed, "training": cfg.seed, "evaluation": cfg.seed + 7},
         "data": data,
         "vla": {"success_known": rows["vla/known"]["success_rate"], "success_novel": rows["vla/novel"]["success_rate"],
                 "sample_temperature": DEFAULT_TEMPERATURE,
-                "known": clean(rows["vla/known"]), "novel": clean(rows["vla/novel"]), "training": train_summary,
+                "known": _clean(rows["vla/known"]), "novel": _clean(rows["vla/novel"]), "training": train_summary,
                 "clutter_1_30": {"success_known": rows["vla-clutter-1-30/known"]["success_rate"],
                                  "success_novel": rows["vla-clutter-1-30/novel"]["success_rate"],
-                                 "known": clean(rows["vla-clutter-1-30/known"]),
-                                 "novel": clean(rows["vla-clutter-1-30/novel"])}},
+                                 "known": _clean(rows["vla-clutter-1-30/known"]),
+                                 "novel": _clean(rows["vla-clutter-1-30/novel"])}},
         "rehearsal": {"success_novel": rows["vla+rehearsal/novel"]["success_rate"], "k": cfg.rehearsal_k,
-                      "novel": clean(rows["vla+rehearsal/novel"])},
-        "baseline": {"success_known": rows["baseline/known"]["success_rate"],
-                     "success_novel": rows["baseline/novel"]["success_rate"], "training": baseline_train,
-                     "known": rows["baseline/known"], "novel": rows["baseline/novel"]},
+                      "novel": _clean(rows["vla+rehearsal/novel"])},
+        "baseline": skipped if baseline_train is None else {
+            "success_known": rows["baseline/known"]["success_rate"],
+            "success_novel": rows["baseline/novel"]["success_rate"], "training": baseline_train,
+            "known": rows["baseline/known"], "novel": rows["baseline/novel"]},
         "expert": {"success_known": rows["expert/known"]["success_rate"],
                    "success_novel": rows["expert/novel"]["success_rate"],
                    "known": rows["expert/known"], "novel": rows["expert/novel"]},
-        "world_model": {"cosine": wm["cosine_1_step"], **wm},
-        "latency": {"quick_p50_ms": bench_quick["latency"]["total"]["p50"],
-                    "full_p50_ms": bench_full["latency"]["total"]["p50"],
-                    "quick": {k: v for k, v in bench_quick.items()}, "full": {k: v for k, v in bench_full.items()}},
-        "failures_novel": failures,
+        "world_model": {"cosine": found["world_model"]["cosine_1_step"], **found["world_model"]},
+        "latency": skipped if "bench_quick" not in found else {
+            "quick_p50_ms": found["bench_quick"]["latency"]["total"]["p50"],
+            "full_p50_ms": found["bench_full"]["latency"]["total"]["p50"],
+            "quick": found["bench_quick"], "full": found["bench_full"]},
+        "failures_novel": found.get("failures", skipped),
         "timings": timings,
-        "artifacts": {"video": str(video), "vla_video": str(vla_video), "loss_curves": str(out / "vla_quick" / "loss_curves.png"),
-                      "checkpoint": str(ckpt), "failure_frames": str(out / "failures")},
+        "artifacts": artifacts,
     }
+    return results
+
+
+def run(cfg: PipelineConfig) -> dict:
+    """All five stages; the results (also written to ``cfg.out``/results.json)."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()   # the code this run starts with
+    laps = Laps()
+    data = make_data(cfg)
+    laps.lap("data_s")
+    train_summary = train([data["dir"]], out / "vla_quick", cfg.profile, steps=cfg.train_steps, seed=cfg.seed,
+                          components=cfg.components, extensions=cfg.extensions)
+    laps.lap("train_s")
+    ckpt = out / "vla_quick" / "last.pt"
+    baseline, baseline_train = None, None
+    baseline_cls = optional_component(cfg, "GraspBaseline")
+    if baseline_cls is not None:
+        baseline, baseline_train = train_baseline([data["dir"]], baseline_cls, steps=cfg.baseline_steps,
+                                                  seed=cfg.seed)
+        laps.lap("baseline_train_s")
+    rows, vla = evaluate_all(cfg, ckpt, baseline, laps)
+    found = analyse(cfg, data, ckpt, vla, out, laps)
+    artifacts = {"video": str(record_video(cfg, out)), "vla_video": str(record_vla_video(cfg, found["policy"], out)),
+                 "loss_curves": str(out / "vla_quick" / "loss_curves.png"), "checkpoint": str(ckpt),
+                 "failure_frames": str(out / "failures")}
+    laps.timings["total_s"] = time.perf_counter() - laps.start
+    results = collect_results(cfg, commit, data, rows, train_summary, baseline_train, found, artifacts,
+                              laps.timings)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     print(f"\ndata: {data['episodes']} episodes / {data['frames']} frames in {data['dir']} "
           f"(expert success {data['expert_success']:.1%}, hash {data['content_hash'][:12]}...)")
     print("\n" + format_table({k: _row(v) for k, v in rows.items()}))
     print("\n" + headline_table(results))
-    print(f"\nwrote {out / 'results.json'} and {video} in {timings['total_s']:.0f} s")
+    print(f"\nwrote {out / 'results.json'} and {artifacts['video']} in {laps.timings['total_s']:.0f} s")
     return results
-
-
-def headline_table(r: dict) -> str:
-    """The case study's README results table: baseline vs ours (and the expert)."""
-    def pct(x):
-        return f"{x:.1%}"
-    cyc = lambda d: f"{d['mean_cycle_time_s']:.2f} s" if d.get("mean_cycle_time_s") else "-"  # noqa: E731
-    return "\n".join([
-        "| metric | grasp baseline | VLA (ours) | VLA + rehearsal | scripted expert |",
-        "|---|---|---|---|---|",
-        f"| pick success, known | {pct(r['baseline']['success_known'])} | {pct(r['vla']['success_known'])} | - | "
-        f"{pct(r['expert']['success_known'])} |",
-        f"| pick success, novel | {pct(r['baseline']['success_novel'])} | {pct(r['vla']['success_novel'])} | "
-        f"{pct(r['rehearsal']['success_novel'])} | {pct(r['expert']['success_novel'])} |",
-        f"| cycle time (novel) | {cyc(r['baseline']['novel'])} | {cyc(r['vla']['novel'])} | "
-        f"{cyc(r['rehearsal']['novel'])} | {cyc(r['expert']['novel'])} |",
-        f"| latency p50 per chunk | - | {r['latency']['quick_p50_ms']:.1f} ms (quick) / "
-        f"{r['latency']['full_p50_ms']:.0f} ms (full spec) | - | - |",
-        f"| damage rate (novel) | {pct(r['baseline']['novel']['damage_rate'])} | {pct(r['vla']['novel']['damage_rate'])} "
-        f"| {pct(r['rehearsal']['novel']['damage_rate'])} | {pct(r['expert']['novel']['damage_rate'])} |",
-        f"| world model next-latent cosine | - | {r['world_model']['cosine']:.3f} | - | - |",
-        "",
-        f"grasp baseline backbone: {baseline_backbone(r['baseline']['training'])}",
-    ])
-
-
-def baseline_backbone(training: dict) -> str:
-    """How the baseline's ResNet-18 was used, in words (it decides what its figures mean)."""
-    if training.get("pretrained_backbone"):
-        return "ResNet-18, ImageNet weights, frozen (the case study's design)"
-    if training.get("frozen_backbone"):
-        return "ResNet-18, random weights, frozen (no pretrained weights here: expect ~0 %)"
-    return "ResNet-18 trained from random weights with the head (no pretrained weights here)"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -388,6 +350,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--baseline-steps", type=int)
     ap.add_argument("--benchmark-runs", type=int)
     ap.add_argument("--data-root", default="data")
+    ap.add_argument("--components", default="solutions",
+                    help="module with the components to train (default: the hidden reference, solutions)")
+    ap.add_argument("--spec-exact", action="store_true",
+                    help="the case study's model and loss exactly, without the reference policy's extensions")
     ap.add_argument("--grounding-scenes", type=int, help="first looks at other bins for the grounding loss "
                     "(default: the profile's; 0 = none)")
     args = ap.parse_args(argv)
@@ -398,7 +364,8 @@ def main(argv: list[str] | None = None) -> dict:
                                        ("benchmark_runs", args.benchmark_runs),
                                        ("grounding_scenes", args.grounding_scenes)) if v is not None})
     cfg = PipelineConfig(profile=args.profile, workers=args.workers, seed=args.seed, out=args.out,
-                         data_root=args.data_root, **settings)
+                         data_root=args.data_root, components=args.components,
+                         extensions=not args.spec_exact, **settings)
     return run(cfg)
 
 
