@@ -6,6 +6,7 @@ milliseconds. GPU timings synchronise the device before reading the clock.
 
     python -m solutions.benchmark --profile quick        # the CPU quick model
     python -m solutions.benchmark --profile full         # the full-spec architecture
+    python -m solutions.benchmark --checkpoint artifacts/vla_quick/last.pt   # trained weights
 """
 from __future__ import annotations
 
@@ -59,6 +60,22 @@ def count_flops(fn) -> float:
     return float(counter.get_total_flops())
 
 
+def camera_preprocessing(size: int, device: torch.device):
+    """A function that turns one fixed 640 x 480 camera frame (RGB uint8, depth in metres)
+    into the encoder's input: centre square crop, resize to ``size``, scale to [0, 1]."""
+    raw_rgb = torch.randint(0, 256, (480, 640, 3), dtype=torch.uint8)      # a camera frame (H, W, 3)
+    raw_depth = torch.rand(480, 640) * 1.5
+
+    def preprocess() -> tuple[torch.Tensor, torch.Tensor]:
+        rgb = raw_rgb.to(device).permute(2, 0, 1)[None].float().div(255)
+        rgb = F.interpolate(rgb[..., :, 80:560], size=(size, size), mode="bilinear", antialias=True,
+                            align_corners=False)
+        depth = F.interpolate((raw_depth.to(device) / 2.0).clamp(0, 1)[None, None, :, 80:560], size=(size, size),
+                              mode="nearest")
+        return rgb, depth
+    return preprocess
+
+
 @torch.no_grad()
 def benchmark_inference(model: dict, device: torch.device,
                         num_warmup: int = 10, num_runs: int = 100, *,
@@ -76,18 +93,10 @@ def benchmark_inference(model: dict, device: torch.device,
     for m in model.values():
         m.to(device).eval()
     S = mcfg.image_size
-    raw_rgb = torch.randint(0, 256, (480, 640, 3), dtype=torch.uint8)      # a camera frame (H, W, 3)
-    raw_depth = torch.rand(480, 640) * 1.5
+    preprocess = camera_preprocessing(S, device)
     tokens = tokenize("pick up the small red bottle on the left").to(device)
     state = torch.zeros(1, 16, device=device)
     rssm, head = model["rssm"], model["flow_head"]
-
-    def preprocess():
-        rgb = raw_rgb.to(device).permute(2, 0, 1)[None].float().div(255)
-        rgb = F.interpolate(rgb[..., :, 80:560], size=(S, S), mode="bilinear", antialias=True, align_corners=False)
-        depth = F.interpolate((raw_depth.to(device) / 2.0).clamp(0, 1)[None, None, :, 80:560], size=(S, S),
-                              mode="nearest")
-        return rgb, depth
 
     rgb, depth = preprocess()
     obs = encode(model, rgb, depth, tokens, state)
@@ -117,10 +126,9 @@ def benchmark_inference(model: dict, device: torch.device,
     peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     flops = count_flops(end_to_end)
-    curve = []
-    for n in flow_steps_curve:
-        t = _timed(lambda: head.sample(cond, n), device, max(2, num_warmup // 5), max(10, num_runs // 5))
-        curve.append({"flow_steps": n, "flow_ms_p50": _stats(t)["p50"]})
+    curve = [{"flow_steps": n, "flow_ms_p50": _stats(_timed(lambda: head.sample(cond, n), device,
+                                                             max(2, num_warmup // 5), max(10, num_runs // 5)))["p50"]}
+             for n in flow_steps_curve]
     total = _stats(stages["total"])
     result = {f"{k}_ms": _stats(v)["mean"] for k, v in stages.items()}
     result.update({

@@ -240,3 +240,16 @@ def test_pose_features_treat_a_half_turn_as_the_same_grasp_and_unknown_poses_are
     with_unknown = head.loss(embed, torch.cat([pose, torch.zeros(1, 7)]))  # real data: pose all zeros
     torch.testing.assert_close(known_only, with_unknown)
     assert float(head.loss(embed[1:], torch.zeros(1, 7)).detach()) == 0.0
+
+
+def test_the_quick_backbones_give_patch_tokens_that_see_depth_and_a_512_d_instruction():
+    from novapick.backbones import SmallPatchEncoder, build_patch_encoder, build_text_encoder
+
+    cfg = get_profile("quick").model
+    visual, text = build_patch_encoder(cfg), build_text_encoder(cfg)
+    assert isinstance(visual, SmallPatchEncoder) and visual.sees_depth and visual.patch_size == 8
+    rgb, depth = torch.rand(2, 3, 64, 64), torch.rand(2, 1, 64, 64)
+    tokens = visual(rgb, depth)
+    assert tokens.shape == (2, (64 // 8) ** 2, cfg.token_dim) == (2, 64, visual.width)
+    assert not torch.allclose(visual(rgb, depth * 0.5), tokens)          # depth is an input channel
+    assert text(tokenize(["pick up the red pouch"])).shape == (1, 512) and not text.pretrained

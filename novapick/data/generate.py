@@ -26,12 +26,13 @@ def _run(args: tuple) -> dict:
     return write_shard(cfg, Path(out), shard, env=None)
 
 
-def generate(cfg: GenerationConfig, out: Path, workers: int = 1, progress: bool = True) -> dict:
+def generate(cfg: GenerationConfig, out: str | Path, workers: int = 1, progress: bool = True) -> dict:
     """Generate (or finish) the dataset ``cfg`` describes in ``out`` with ``workers`` processes.
 
     Shards already on disk are kept as they are (resume); a directory generated with other
     settings is refused. Returns meta/info.json's content plus ``resumed_shards``.
     """
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / "meta" / "generation.json"
     config_file.parent.mkdir(parents=True, exist_ok=True)

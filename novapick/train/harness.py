@@ -137,6 +137,113 @@ def _resume(path: Path, model, ema, optimizer, scheduler, position: dict, world:
     return ckpt["step"], ckpt["history"]
 
 
+def configure(profile: str, steps, batch_size, seq_len, seed, lr, checkpoint_every, extensions):
+    """The profile's model and training configs with the run's overrides applied."""
+    prof = get_profile(profile)
+    mcfg, tcfg = prof.model, prof.train
+    mcfg.extensions = mcfg.extensions if extensions is None else extensions
+    tcfg.total_steps = steps or tcfg.total_steps
+    tcfg.lr = lr or tcfg.lr
+    tcfg.warmup_steps = min(tcfg.warmup_steps, tcfg.total_steps // 10)
+    tcfg.batch_size, tcfg.seq_len, tcfg.seed = batch_size or tcfg.batch_size, seq_len or tcfg.seq_len, seed
+    tcfg.checkpoint_every = checkpoint_every or tcfg.checkpoint_every
+    mcfg.context_steps = tcfg.seq_len  # the policy replays windows of the length it was trained on
+    return mcfg, tcfg
+
+
+def build_training(mcfg, tcfg, comps: Components, stats, store, dev: torch.device, rank: int, world: int):
+    """Model, optimiser, schedule and EMA, in the order that fixes the random streams:
+    weights from ``seed`` (the same on every rank), then ``seed + rank`` for the noise."""
+    model = {k: m.to(dev) for k, m in build_model(mcfg, comps).items()}
+    if mcfg.extensions:
+        _set_statistics(model, stats, store)
+    params = parameters(model)
+    if world > 1:  # every rank starts from rank 0's weights
+        for p in [p for m in model.values() for p in m.state_dict().values()]:
+            torch.distributed.broadcast(p, src=0)
+        average_gradients_across_processes(params)
+    # fused: one kernel for all parameters instead of a loop over ~150 tensors; on the
+    # quick profile's CPU step it saved ~10 ms of ~230 ms (same update, up to rounding)
+    optimizer = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=True)
+    scheduler = warmup_cosine(optimizer, tcfg)
+    torch.manual_seed(tcfg.seed + rank)  # different flow-matching noise per rank
+    ema = EMA(model, tcfg.ema_decay)
+    optimizer.register_step_post_hook(lambda *_: ema.update(model))
+    return model, optimizer, scheduler, ema
+
+
+class TrainingRun:
+    """One run's live state: where it stands (step, epoch, batches done) and how to save it."""
+
+    def __init__(self, out: Path, model, optimizer, scheduler, ema, mcfg, tcfg, comps, rank, world, dev):
+        self.last = out / "last.pt"
+        self.model, self.optimizer, self.scheduler, self.ema = model, optimizer, scheduler, ema
+        self.mcfg, self.tcfg, self.comps, self.rank, self.world, self.dev = mcfg, tcfg, comps, rank, world, dev
+        self.step, self.history = 0, []
+        # Where the data stands: the epoch, how many of its batches are done, and (one
+        # process) the order generator's state when the epoch began, which re-creates its order.
+        self.position = {"epoch": 0, "batches_done": 0, "order_state": None}
+
+    def resume(self) -> None:
+        if self.last.exists():
+            self.step, self.history = _resume(self.last, self.model, self.ema, self.optimizer, self.scheduler,
+                                              self.position, self.world, self.rank, self.dev)
+
+    def save(self) -> None:
+        # every process's random streams go into rank 0's file (gathering is collective)
+        states = [random_state(self.dev)]
+        if self.world > 1:
+            states = [None] * self.world
+            torch.distributed.all_gather_object(states, random_state(self.dev))
+        if self.rank == 0:
+            save_checkpoint(self.last, self.model, self.ema, self.optimizer, self.scheduler, self.step,
+                            self.history, self.mcfg, self.tcfg,
+                            {**self.position, "world_size": self.world, "random_state": states}, self.comps.source)
+
+    def run_chunk(self, loader, n: int, prepare, extras, log_every: int) -> None:
+        """``n`` batches through the components' train_one_epoch; curve point and checkpoint."""
+        chunk = BatchChunk(loader, n, prepare)
+        logs = self.comps.train_one_epoch(self.model, chunk, self.optimizer, self.scheduler, self.dev,
+                                          self.position["epoch"], extras)
+        if chunk.drawn != n:
+            raise RuntimeError(f"train_one_epoch used {chunk.drawn} of the {n} batches it was given: it must "
+                               "make one optimiser step per batch of the dataloader")
+        before, self.step = self.step, self.step + n
+        self.position["batches_done"] += n
+        if self.step % log_every == 0 or self.step == self.tcfg.total_steps:
+            self.history.append({"step": self.step, **{k: v for k, v in logs.items() if k != "steps"},
+                                 "lr": self.scheduler.get_last_lr()[0]})
+        every = self.tcfg.checkpoint_every
+        if self.step // every > before // every and self.step < self.tcfg.total_steps:
+            self.save()
+
+    def run_epochs(self, windows, sampler, batches, prepare, extras, log_every: int, seed: int) -> None:
+        """Epochs of the window sampler until total_steps, from wherever the run stands."""
+        position, total = self.position, self.tcfg.total_steps
+        bar = tqdm(total=total, initial=self.step, desc="train", disable=self.rank != 0)
+        while self.step < total:
+            if self.world > 1:
+                sampler.set_epoch(position["epoch"])
+            elif position["order_state"] is None:      # a new epoch: remember where its order begins
+                position["order_state"] = sampler.generator.get_state()
+            else:                                      # resuming mid-epoch: re-create its order
+                sampler.generator.set_state(position["order_state"])
+            remaining = list(batches)[position["batches_done"]:]
+            # its own generator: by default each new iterator draws a worker seed from the global
+            # stream, which a run resumed mid-epoch would draw once more than one that never stopped
+            loader = iter(DataLoader(_Batched(windows, as_tuple=False), sampler=remaining, batch_size=None,
+                                     collate_fn=lambda b: b, generator=torch.Generator().manual_seed(seed)))
+            left = len(remaining)
+            while left and self.step < total:
+                n = min(log_every - self.step % log_every, left, total - self.step)
+                self.run_chunk(loader, n, prepare, extras, log_every)
+                left -= n
+                bar.update(n)
+            if self.step < total or position["batches_done"] == len(batches):  # the epoch is complete
+                position.update(epoch=position["epoch"] + 1, batches_done=0, order_state=None)
+        bar.close()
+
+
 def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: int | None = None,
           batch_size: int | None = None, seq_len: int | None = None, seed: int = 0,
           device: str | None = None, resume: bool = True, log_every: int = 10, lr: float | None = None,
@@ -154,19 +261,10 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
     if comps.train_one_epoch is None:
         raise ImportError(f"components module {comps.source!r} has no train_one_epoch (docs/contract.md)")
     rank, world = distributed()
-    prof = get_profile(profile)
-    mcfg, tcfg = prof.model, prof.train
-    mcfg.extensions = mcfg.extensions if extensions is None else extensions
-    tcfg.total_steps = steps or tcfg.total_steps
-    tcfg.lr = lr or tcfg.lr
-    tcfg.warmup_steps = min(tcfg.warmup_steps, tcfg.total_steps // 10)
-    tcfg.batch_size, tcfg.seq_len, tcfg.seed = batch_size or tcfg.batch_size, seq_len or tcfg.seq_len, seed
-    tcfg.checkpoint_every = checkpoint_every or tcfg.checkpoint_every
-    mcfg.context_steps = tcfg.seq_len  # the policy replays windows of the length it was trained on
+    mcfg, tcfg = configure(profile, steps, batch_size, seq_len, seed, lr, checkpoint_every, extensions)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(seed)  # same initial weights everywhere (rank 0's are broadcast too)
     out = Path(out)
-
     store = EpisodeStore(data_dirs)
     stats = load_stats(data_dirs[0], store)
     if rank == 0:
@@ -176,85 +274,23 @@ def train(data_dirs: list[str], out: str | Path, profile: str = "quick", steps: 
     sampler = torch.utils.data.DistributedSampler(windows, world, rank, shuffle=True, seed=seed) if world > 1 \
         else torch.utils.data.RandomSampler(windows, generator=torch.Generator().manual_seed(seed))
     batches = torch.utils.data.BatchSampler(sampler, tcfg.batch_size, drop_last=True)
-
-    model = {k: m.to(dev) for k, m in build_model(mcfg, comps).items()}
-    if mcfg.extensions:
-        _set_statistics(model, stats, store)
-    params = parameters(model)
-    if world > 1:  # every rank starts from rank 0's weights
-        for p in [p for m in model.values() for p in m.state_dict().values()]:
-            torch.distributed.broadcast(p, src=0)
-        average_gradients_across_processes(params)
-    # fused: one kernel for all parameters instead of a loop over ~150 tensors; on the
-    # quick profile's CPU step it saved ~10 ms of ~230 ms (same update, up to rounding)
-    optimizer = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=True)
-    scheduler = warmup_cosine(optimizer, tcfg)
-    torch.manual_seed(seed + rank)  # different flow-matching noise per rank
-    ema = EMA(model, tcfg.ema_decay)
-    optimizer.register_step_post_hook(lambda *_: ema.update(model))
+    model, optimizer, scheduler, ema = build_training(mcfg, tcfg, comps, stats, store, dev, rank, world)
     extras = TrainingExtras(model, tcfg, scenes) if mcfg.extensions else None
     prepare = (lambda b: extras.prepare(b, dev)) if extras is not None else (lambda b: b)
-    step, history = 0, []
-    # Where the data stands: the epoch, how many of its batches are done, and (one
-    # process) the order generator's state when the epoch began, which re-creates its order.
-    position = {"epoch": 0, "batches_done": 0, "order_state": None}
-    last = out / "last.pt"
-    if resume and last.exists():
-        step, history = _resume(last, model, ema, optimizer, scheduler, position, world, rank, dev)
-
-    def save() -> None:
-        # every process's random streams go into rank 0's file (gathering is collective)
-        states = [random_state(dev)]
-        if world > 1:
-            states = [None] * world
-            torch.distributed.all_gather_object(states, random_state(dev))
-        if rank == 0:
-            save_checkpoint(last, model, ema, optimizer, scheduler, step, history, mcfg, tcfg,
-                            {**position, "world_size": world, "random_state": states}, comps.source)
-
-    start, start_step = time.perf_counter(), step
-    bar = tqdm(total=tcfg.total_steps, initial=step, desc="train", disable=rank != 0)
-    while step < tcfg.total_steps:
-        if world > 1:
-            sampler.set_epoch(position["epoch"])
-        elif position["order_state"] is None:      # a new epoch: remember where its order begins
-            position["order_state"] = sampler.generator.get_state()
-        else:                                      # resuming mid-epoch: re-create its order
-            sampler.generator.set_state(position["order_state"])
-        remaining = list(batches)[position["batches_done"]:]
-        # its own generator: by default each new iterator draws a worker seed from the
-        # global stream, which a run resumed mid-epoch would draw once more than one that never stopped
-        loader = iter(DataLoader(_Batched(windows, as_tuple=False), sampler=remaining, batch_size=None,
-                                 collate_fn=lambda b: b, generator=torch.Generator().manual_seed(seed)))
-        left_in_epoch = len(remaining)
-        while left_in_epoch and step < tcfg.total_steps:
-            n = min(log_every - step % log_every, left_in_epoch, tcfg.total_steps - step)
-            chunk = BatchChunk(loader, n, prepare)
-            logs = comps.train_one_epoch(model, chunk, optimizer, scheduler, dev, position["epoch"], extras)
-            if chunk.drawn != n:
-                raise RuntimeError(f"train_one_epoch used {chunk.drawn} of the {n} batches it was given: it must "
-                                   "make one optimiser step per batch of the dataloader")
-            before, step = step, step + n
-            position["batches_done"] += n
-            left_in_epoch -= n
-            bar.update(n)
-            if step % log_every == 0 or step == tcfg.total_steps:
-                history.append({"step": step, **{k: v for k, v in logs.items() if k != "steps"},
-                                "lr": scheduler.get_last_lr()[0]})
-            if step // tcfg.checkpoint_every > before // tcfg.checkpoint_every and step < tcfg.total_steps:
-                save()
-        if step < tcfg.total_steps or position["batches_done"] == len(batches):  # the epoch is complete
-            position.update(epoch=position["epoch"] + 1, batches_done=0, order_state=None)
-    bar.close()
+    run = TrainingRun(out, model, optimizer, scheduler, ema, mcfg, tcfg, comps, rank, world, dev)
+    if resume:
+        run.resume()
+    start, start_step = time.perf_counter(), run.step
+    run.run_epochs(windows, sampler, batches, prepare, extras, log_every, seed)
     train_s = time.perf_counter() - start
-    summary = {"steps": step, "train_s": train_s, "steps_per_s": (step - start_step) / max(train_s, 1e-9),
-               "final": history[-1] if history else {}, "windows": len(windows), "world_size": world,
+    summary = {"steps": run.step, "train_s": train_s, "steps_per_s": (run.step - start_step) / max(train_s, 1e-9),
+               "final": run.history[-1] if run.history else {}, "windows": len(windows), "world_size": world,
                "components": comps.source, "extensions": mcfg.extensions,
                "grounding_scenes": len(scenes["rgb"]) if scenes is not None else 0,
                "params": {k: sum(p.numel() for p in unwrap(m).parameters()) for k, m in model.items()}}
-    save()
+    run.save()
     if rank == 0:
-        plot_curves(history, out / "loss_curves.png")
+        plot_curves(run.history, out / "loss_curves.png")
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     if world > 1:
         torch.distributed.barrier()
