@@ -13,3 +13,14 @@ def env():
     e = make_env(64)
     yield e
     e.close()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """Four synthetic demonstrations at 64 px (bins of 1-2 items), made once per session:
+    the training, evaluation and contract tests all train on them."""
+    from novapick.data.generate import generate
+    from novapick.data.writer import GenerationConfig
+    out = tmp_path_factory.mktemp("train_data")
+    generate(GenerationConfig(episodes=4, image_size=64, max_items=2), out, workers=1, progress=False)
+    return out

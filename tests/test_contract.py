@@ -23,15 +23,6 @@ HERE = Path(__file__).resolve().parent
 MODULE = "independent_components"
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from novapick.data.generate import generate
-    from novapick.data.writer import GenerationConfig
-    out = tmp_path_factory.mktemp("contract_data")
-    generate(GenerationConfig(episodes=4, image_size=64, max_items=2), out, workers=1, progress=False)
-    return out
-
-
 def test_the_independent_components_use_nothing_from_solutions():
     tree = ast.parse((HERE / f"{MODULE}.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

@@ -22,15 +22,6 @@ REFERENCE = load_components("solutions")
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from novapick.data.generate import generate
-    from novapick.data.writer import GenerationConfig
-    out = tmp_path_factory.mktemp("train_data")
-    generate(GenerationConfig(episodes=4, image_size=64, max_items=2), out, workers=1, progress=False)
-    return out
-
-
 def test_warmup_then_cosine_schedule():
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
     sched = warmup_cosine(opt, TrainConfig(lr=3e-4, min_lr=1e-5, warmup_steps=10, total_steps=110))
