@@ -104,7 +104,7 @@ def graded(tmp_path_factory):
         nbformat.write(nb, submitted / student / "01_augmentation" / "01_augmentation.ipynb")
     before = {k: _digest(p) for k, p in protected.items()}
     cmd = [sys.executable, "-m", "autograder", "grade", str(submitted), "--workers", "2", "--json",
-           "--course", str(course), "--cell-timeout", "40", "--timeout", "100"]
+           "--course", str(course), "--cell-timeout", "20", "--timeout", "100"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
     after = {k: _digest(p) for k, p in protected.items() if k != "gradebook"}
@@ -143,6 +143,22 @@ def test_gradebook_holds_the_judges_scores(graded):
             submission = gb.find_submission("01_augmentation", student)
             assert submission.code_score == grades[student]["01_augmentation"]["score"]
             assert (course / "autograded" / student / "01_augmentation" / "01_augmentation.ipynb").exists()
+
+
+def test_one_worker_keeps_the_autograded_notebooks_and_logs(tmp_path):
+    """One worker grades in-process; its autograded notebooks still reach the course."""
+    notebook = tmp_path / "submitted" / "dana" / "01_augmentation" / "01_augmentation.ipynb"
+    notebook.parent.mkdir(parents=True)
+    nbformat.write(nbformat.read(STUDENT, as_version=4), notebook)  # the untouched stub
+    course = tmp_path / "course"
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "submitted"), "--json",
+                           "--workers", "1", "--course", str(course)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])["grades"]["dana"]["01_augmentation"]
+    assert result["score"] == 0 and result["max"] == 10
+    assert (course / "autograded" / "dana" / "01_augmentation" / "01_augmentation.ipynb").exists()
+    assert "judge seed" in (course / "logs" / "dana.01_augmentation.log").read_text()
 
 
 def test_grading_refuses_without_a_sandbox(tmp_path):
