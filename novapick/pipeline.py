@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--train-steps", type=int, help="VLA gradient steps (default: the profile's)")
     ap.add_argument("--baseline-steps", type=int)
     ap.add_argument("--benchmark-runs", type=int)
+    ap.add_argument("--clutter-episodes", type=int, help="per split, in bins of 1..30 items (default: 50)")
     ap.add_argument("--data-root", default="data")
     ap.add_argument("--components", default="solutions",
                     help="module with the components to train (default: the hidden reference, solutions)")
@@ -362,6 +363,7 @@ def main(argv: list[str] | None = None) -> dict:
                                        ("data_episodes", args.data_episodes), ("train_steps", args.train_steps),
                                        ("baseline_steps", args.baseline_steps),
                                        ("benchmark_runs", args.benchmark_runs),
+                                       ("clutter_episodes", args.clutter_episodes),
                                        ("grounding_scenes", args.grounding_scenes)) if v is not None})
     cfg = PipelineConfig(profile=args.profile, workers=args.workers, seed=args.seed, out=args.out,
                          data_root=args.data_root, components=args.components,

@@ -142,7 +142,8 @@ def test_reference_pipeline_smoke_run(tmp_path):
     from novapick.pipeline import main as pipeline_main
     results = pipeline_main(["--episodes", "2", "--items", "2", "--workers", "1", "--out", str(tmp_path),
                              "--data-episodes", "4", "--data-root", str(tmp_path / "data"), "--train-steps", "2",
-                             "--baseline-steps", "5", "--benchmark-runs", "3", "--grounding-scenes", "8"])
+                             "--baseline-steps", "5", "--benchmark-runs", "3", "--grounding-scenes", "8",
+                             "--clutter-episodes", "2"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["profile"] == "quick" and saved["git_commit"]
     assert saved["components"] == "solutions" and saved["extensions"] is True
@@ -151,6 +152,7 @@ def test_reference_pipeline_smoke_run(tmp_path):
     assert saved["vla"]["success_known"] == saved["vla"]["success_novel"] == 0.0
     assert saved["rehearsal"]["success_novel"] == 0.0 and saved["rehearsal"]["k"] == 4
     assert saved["vla"]["novel"]["episodes"] == 2 and saved["baseline"]["novel"]["episodes"] == 2
+    assert saved["vla"]["clutter_1_30"]["known"]["episodes"] == 2 and saved["config"]["clutter_episodes"] == 2
     # every failed novel episode is in exactly one failure category
     failures = saved["failures_novel"]
     assert sum(c["count"] for c in failures.values()) == 2 and all(c["mitigation"] for c in failures.values())
