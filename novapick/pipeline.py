@@ -3,14 +3,16 @@
 Stages:
 
 1. generate the synthetic demonstrations of the profile's data mix (resumable) and
-   validate them (`novapick.data.check`),
+   validate them (`novapick.data.check`), and a few held-out episodes (another seed),
 2. train the VLA built from a components module (the reference's, ``solutions``, or a
    student's: encoder + RSSM + flow head + grasp head; resumes) and the grasp-pose
    baseline,
 3. evaluate the VLA, the baseline (its pose executed by the scripted motion) and the
    scripted expert (upper bound) on the known and the novel objects; the VLA also with
    world-model rehearsal (K = 4 imagined chunks) on the novel objects, and in clutter,
-4. world-model next-latent cosine similarity, failure analysis with example frames,
+4. world-model prediction on the held-out episodes (imagined proprioception, gripper,
+   grasp, reward and target position against copy-last and random-latent baselines;
+   the next-latent cosine for continuity), failure analysis with example frames,
    inference benchmark of the quick model and of the full-spec architecture,
 5. print the results tables, write `artifacts/results.json`, loss curves and videos.
 
@@ -41,7 +43,7 @@ from novapick.data.scenes import SceneConfig, generate_scenes
 from novapick.evaluate.baseline import run_baseline_episode, summarize_baseline, train_baseline
 from novapick.evaluate.episodes import plan_episodes, run_episode
 from novapick.evaluate.workers import evaluate_checkpoint, run_plans_in_workers
-from novapick.evaluate.world_model import world_model_cosine
+from novapick.evaluate.world_model import world_model_cosine, world_model_prediction
 from novapick.metrics import summarize_episodes
 from novapick.policy.model import build_model, load_components, load_policy_model
 from novapick.policy.vla import DEFAULT_TEMPERATURE, VLAPolicy
@@ -73,6 +75,7 @@ class PipelineConfig:
     baseline_steps: int = 300  # offline the ResNet-18 trains too (~80 s; 600 steps: 149 s, same success)
     rehearsal_k: int = 4        # candidate chunks imagined per replan in the rehearsal run
     clutter_episodes: int = 50  # per split, in bins of 1..30 items
+    heldout_episodes: int = 40  # never trained on: the world model's prediction is measured there
     benchmark_runs: int = 30
     components: str = "solutions"   # the module whose components are trained and evaluated
     extensions: bool = True     # False: the case study's model and loss exactly (docs/contract.md)
@@ -134,7 +137,13 @@ def make_data(cfg: PipelineConfig) -> dict:
                                              shape_jitter=cfg.shape_jitter), root, workers=cfg.workers)
         print(f"grounding scenes: {scenes['scenes']} in {scenes['seconds']:.0f} s, "
               f"{scenes['bytes'] / 1e6:.0f} MB, target in view {scenes['in_view']:.1%}")
-    return {"dir": str(root), "episodes": info["episodes"], "frames": info["frames"],
+    # held-out episodes (another seed: other bins, poses and instructions), only for
+    # measuring the world model's predictions on what it never trained on
+    held_out = replace(mix, synthetic_episodes=cfg.heldout_episodes, seed=cfg.seed + 1000)
+    held_out_root = Path(held_out.directories()[0])
+    generate(held_out.generation_config(), held_out_root, workers=cfg.workers)
+    return {"dir": str(root), "heldout_dir": str(held_out_root), "heldout_episodes": cfg.heldout_episodes,
+            "episodes": info["episodes"], "frames": info["frames"],
             "expert_success": info["expert_success_rate"], "content_hash": info["content_hash"],
             "bytes": info["bytes_on_disk"], "grounding_scenes": scenes["scenes"],
             "grounding_scenes_s": scenes.get("seconds", 0.0)}
@@ -238,7 +247,11 @@ def analyse(cfg: PipelineConfig, data: dict, ckpt: Path, vla: dict, out: Path, l
     context = min(3, mcfg.context_steps)
     windows = make_dataloader(data["dir"], batch_size=16, seq_len=context + 5, image_size=mcfg.image_size,
                               shuffle=True, seed=cfg.seed + 1)
-    found = {"world_model": world_model_cosine(model, windows, horizon=5, max_batches=10, context=context)}
+    held_out = make_dataloader(data["heldout_dir"], batch_size=16, seq_len=context + 5, image_size=mcfg.image_size,
+                               shuffle=True, seed=cfg.seed + 2, stats=NormStats.load(ckpt.parent / "stats.json"))
+    found = {"world_model": {
+        **world_model_prediction(model, windows, held_out, context=context, horizon=5, max_batches=10),
+        **world_model_cosine(model, held_out, horizon=5, max_batches=10, context=context)}}
     # failures are replayed in this process (same episode seeds) to save example frames
     policy = VLAPolicy(model, mcfg, NormStats.load(ckpt.parent / "stats.json"), seed=cfg.seed + 7)
     found["policy"] = policy
@@ -290,7 +303,13 @@ def collect_results(cfg: PipelineConfig, commit: str, data: dict, rows: dict, tr
         "expert": {"success_known": rows["expert/known"]["success_rate"],
                    "success_novel": rows["expert/novel"]["success_rate"],
                    "known": rows["expert/known"], "novel": rows["expert/novel"]},
-        "world_model": {"cosine": found["world_model"]["cosine_1_step"], **found["world_model"]},
+        "world_model": {"cosine": found["world_model"]["cosine_1_step"],
+                        "cosine_note": "not informative: copying the previous latent scores as high",
+                        "proprio_err_5": found["world_model"].get("proprio_err_5"),
+                        "proprio_err_5_copy_last": found["world_model"].get("proprio_err_5_copy_last"),
+                        "gripper_err_5": found["world_model"].get("gripper_err_5"),
+                        "gripper_err_5_copy_last": found["world_model"].get("gripper_err_5_copy_last"),
+                        **found["world_model"]},
         "latency": skipped if "bench_quick" not in found else {
             "quick_p50_ms": found["bench_quick"]["latency"]["total"]["p50"],
             "full_p50_ms": found["bench_full"]["latency"]["total"]["p50"],
@@ -350,6 +369,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--baseline-steps", type=int)
     ap.add_argument("--benchmark-runs", type=int)
     ap.add_argument("--clutter-episodes", type=int, help="per split, in bins of 1..30 items (default: 50)")
+    ap.add_argument("--heldout-episodes", type=int, help="held-out demonstrations for the world model's "
+                    "prediction figures (default: 40)")
     ap.add_argument("--data-root", default="data")
     ap.add_argument("--components", default="solutions",
                     help="module with the components to train (default: the hidden reference, solutions)")
@@ -364,6 +385,7 @@ def main(argv: list[str] | None = None) -> dict:
                                        ("baseline_steps", args.baseline_steps),
                                        ("benchmark_runs", args.benchmark_runs),
                                        ("clutter_episodes", args.clutter_episodes),
+                                       ("heldout_episodes", args.heldout_episodes),
                                        ("grounding_scenes", args.grounding_scenes)) if v is not None})
     cfg = PipelineConfig(profile=args.profile, workers=args.workers, seed=args.seed, out=args.out,
                          data_root=args.data_root, components=args.components,

@@ -59,10 +59,24 @@ def headline_table(r: dict) -> str:
         f"{r['latency']['full_p50_ms']:.0f} ms (full spec) | - | - |",
         f"| damage rate (novel) | {pct(r['baseline']['novel']['damage_rate'])} | {pct(r['vla']['novel']['damage_rate'])} "
         f"| {pct(r['rehearsal']['novel']['damage_rate'])} | {pct(r['expert']['novel']['damage_rate'])} |",
-        f"| world model next-latent cosine | - | {r['world_model']['cosine']:.3f} | - | - |",
+        f"| world model next-latent cosine (not informative: copy-previous scores "
+        f"{r['world_model']['cosine_copy_previous']:.3f}) | - | {r['world_model']['cosine']:.3f} | - | - |",
+        "",
+        world_model_lines(r["world_model"]),
         "",
         f"grasp baseline backbone: {baseline_backbone(r['baseline']['training'])}",
     ])
+
+
+def world_model_lines(wm: dict) -> str:
+    """Imagination against "nothing changes", 5 steps ahead on held-out episodes."""
+    rows = ["| imagined 5 steps ahead (held-out) | normalised error | copy last | random latent |",
+            "|---|---|---|---|"]
+    for name in ("proprio", "gripper", "grasp", "reward", "target_uv"):
+        key = f"{name}_err_5"
+        if key in wm:
+            rows.append(f"| {name} | {wm[key]:.3f} | {wm[key + '_copy_last']:.3f} | {wm[key + '_random']:.3f} |")
+    return "\n".join(rows)
 
 
 def baseline_backbone(training: dict) -> str:

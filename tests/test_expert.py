@@ -143,7 +143,7 @@ def test_reference_pipeline_smoke_run(tmp_path):
     results = pipeline_main(["--episodes", "2", "--items", "2", "--workers", "1", "--out", str(tmp_path),
                              "--data-episodes", "4", "--data-root", str(tmp_path / "data"), "--train-steps", "2",
                              "--baseline-steps", "5", "--benchmark-runs", "3", "--grounding-scenes", "8",
-                             "--clutter-episodes", "2"])
+                             "--clutter-episodes", "2", "--heldout-episodes", "4"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["profile"] == "quick" and saved["git_commit"]
     assert saved["components"] == "solutions" and saved["extensions"] is True
@@ -163,6 +163,12 @@ def test_reference_pipeline_smoke_run(tmp_path):
     wm = saved["world_model"]
     assert all(-1.0 <= wm[k] <= 1.0 for k in ("cosine_1_step", "cosine_5_step", "cosine_copy_previous",
                                                "cosine_random_pair"))
+    # normalised errors of the grounded read-outs on held-out windows, with both references
+    for name in ("proprio", "gripper", "grasp", "reward"):
+        for k in range(1, 6):
+            assert 0.0 <= wm[f"{name}_err_{k}_copy_last"] and 0.0 <= wm[f"{name}_err_{k}"] < 100.0
+    assert wm["proprio_err_5_copy_last"] > wm["proprio_err_1_copy_last"]   # the robot moves
+    assert saved["data"]["heldout_episodes"] == 4 and wm["windows"] > 0
     assert saved["timings"]["train_s"] > 0 and (tmp_path / "vla_quick" / "loss_curves.png").exists()
     assert (tmp_path / "expert_rollouts.gif").stat().st_size > 10_000
     assert results["timings"]["total_s"] > 0

@@ -57,3 +57,130 @@ def world_model_cosine(model: dict, dataloader, horizon: int = REHEARSAL_HORIZON
     mean = lambda xs: float(torch.cat(xs).mean())  # noqa: E731
     return {"cosine_1_step": mean(one), f"cosine_{horizon}_step": mean(many),
             "cosine_copy_previous": mean(copy_prev), "cosine_random_pair": mean(random_pair)}
+
+
+# ------------------------------------------------ grounded prediction (issue: a world model that predicts)
+
+# What the imagined states are asked about: name -> (batch key, columns). Everything a
+# pick depends on and the simulator really recorded; none of it is a learned embedding
+# a collapsed model could match trivially.
+GROUNDED = {"proprio": ("proprioception", slice(None)),      # 7 joint angles + 7 velocities (normalised)
+            "gripper": ("gripper_state", slice(None)),       # suction pressure, jaw aperture
+            "grasp": ("grasp", None),                        # 1 while the target is held
+            "reward": ("rewards", None),
+            "target_uv": ("target_uv", slice(0, 2))}         # where the target is in the wrist image
+
+
+def grounded_targets(batch: dict) -> dict[str, torch.Tensor]:
+    """The grounded quantities of a batch of windows: name -> (B, L, d) float."""
+    out = {}
+    for name, (key, cols) in GROUNDED.items():
+        value = batch[key].float()
+        out[name] = value[..., None] if cols is None else value[..., cols]
+    return out
+
+
+def _features(h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The latent state as one vector: [h (N, det), z (N, stoch * classes)]."""
+    return torch.cat([h, z.flatten(1)], -1)
+
+
+@torch.no_grad()
+def latent_rollouts(model: dict, batch, context: int, horizon: int) -> dict:
+    """One batch of windows (L >= context + horizon): observe every step (posterior
+    states, for fitting the read-outs) and, from the state after ``context`` observed
+    steps, imagine ``horizon`` steps under the executed actions (the prior only).
+
+    Returns {'posterior': (B, L, F), 'imagined': (B, horizon, F), 'targets': name ->
+    (B, L, d), 'in_view': (B, L)}; imagined step k (0-based) is frame ``context + k``."""
+    rssm = model["rssm"]
+    x = unpack_batch(batch, torch.device("cpu"))
+    B, L = x["rgb"].shape[:2]
+    if L < context + horizon:
+        raise ValueError(f"windows of {L} steps; need >= context + horizon = {context + horizon}")
+    state = torch.cat([x["proprioception"], x["gripper_state"]], -1)
+    obs = encode(model, x["rgb"].flatten(0, 1), x["depth"].flatten(0, 1),
+                 x["language"].repeat_interleave(L, 0), state.flatten(0, 1)).view(B, L, -1)
+    acts = x["actions"][:, :, 0]                    # the action executed at each frame (B, L, 10)
+    h, z = rssm.initial_state(B, obs.device)
+    prev, posterior, start = torch.zeros(B, acts.shape[-1]), [], None
+    for t in range(L):
+        h, z, _ = rssm.observe_step(obs[:, t], prev, h, z)
+        posterior.append(_features(h, z))
+        if t == context - 1:
+            start = (h, z)
+        prev = acts[:, t]
+    h, z = start
+    imagined = []
+    for k in range(horizon):                        # frame context + k follows the action at context + k - 1
+        h, z = rssm.imagine_step(acts[:, context - 1 + k], h, z)
+        imagined.append(_features(h, z))
+    return {"posterior": torch.stack(posterior, 1), "imagined": torch.stack(imagined, 1),
+            "targets": grounded_targets(x), "in_view": x["target_uv"][..., 2] > 0.5}
+
+
+def fit_readout(features: torch.Tensor, targets: torch.Tensor, ridge: float = 1.0):
+    """A ridge-regression read-out from latent states (N, F) to a quantity (N, d),
+    fitted in closed form on standardised features; returns predict(features) -> (N, d).
+
+    Why a probe: it asks what the latent state *contains*, for any RSSM that implements
+    the contract, without trusting a decoder the model trained itself."""
+    mean, std = features.mean(0), features.std(0).clamp(min=1e-4)
+    x = torch.cat([(features - mean) / std, torch.ones(len(features), 1)], 1).double()
+    eye = torch.eye(x.shape[1], dtype=x.dtype)
+    eye[-1, -1] = 0.0                               # the bias is not shrunk
+    w = torch.linalg.solve(x.T @ x + ridge * eye, x.T @ targets.double())
+
+    def predict(f: torch.Tensor) -> torch.Tensor:
+        return (torch.cat([(f - mean) / std, torch.ones(len(f), 1)], 1).double() @ w).float()
+    return predict
+
+
+def _normalised_error(prediction: torch.Tensor, truth: torch.Tensor, variance: torch.Tensor) -> float:
+    """Mean over dimensions of MSE / variance (0: perfect; 1: as good as the mean)."""
+    return float(((prediction - truth).pow(2).mean(0) / variance).mean())
+
+
+@torch.no_grad()
+def world_model_prediction(model: dict, fit_loader, test_loader, context: int = 3,
+                           horizon: int = REHEARSAL_HORIZON, max_batches: int = 10) -> dict:
+    """How well imagination predicts what really happened, on ``test_loader``'s windows
+    (held-out episodes), with read-outs fitted on ``fit_loader``'s posterior states.
+
+    For each quantity of :data:`GROUNDED` and each horizon k = 1..``horizon``, the
+    normalised error (MSE / variance of the quantity on the test windows) of the
+    read-out applied to the k-step imagined state, beside two references: copying the
+    last observed value (``*_copy_last``: "nothing changes") and the read-out of the
+    posterior state of a random other window at the same step (``*_random``). A world
+    model that predicts beats copy-last where things change. ``target_uv`` counts only
+    frames where the target is in view. Keys: '<name>_err_<k>', '<name>_err_<k>_copy_last',
+    '<name>_err_<k>_random', and 'windows'."""
+    fit = [latent_rollouts(model, b, context, horizon) for b, _ in zip(fit_loader, range(max_batches))]
+    test = [latent_rollouts(model, b, context, horizon) for b, _ in zip(test_loader, range(max_batches))]
+    cat = lambda runs, key: torch.cat([r[key] for r in runs])  # noqa: E731
+    fit_features = cat(fit, "posterior").flatten(0, 1)
+    imagined, posterior = cat(test, "imagined"), cat(test, "posterior")
+    in_view = cat(test, "in_view")
+    generator = torch.Generator().manual_seed(0)
+    shuffled = torch.randperm(len(posterior), generator=generator)
+    out: dict[str, float] = {"windows": len(posterior)}
+    for name in GROUNDED:
+        fit_target = torch.cat([r["targets"][name] for r in fit]).flatten(0, 1)
+        fit_mask = torch.ones(len(fit_target), dtype=torch.bool)
+        if name == "target_uv":
+            fit_mask = torch.cat([r["in_view"] for r in fit]).flatten()
+        readout = fit_readout(fit_features[fit_mask], fit_target[fit_mask])
+        truth_all = torch.cat([r["targets"][name] for r in test])                     # (N, L, d)
+        for k in range(1, horizon + 1):
+            t = context + k - 1
+            keep = torch.ones(len(truth_all), dtype=torch.bool)
+            if name == "target_uv":                 # seen at the last observed step and at t
+                keep = in_view[:, t] & in_view[:, context - 1]
+            if keep.sum() < 2:
+                continue
+            truth = truth_all[keep, t]
+            variance = truth.var(0).clamp(min=1e-6)
+            out[f"{name}_err_{k}"] = _normalised_error(readout(imagined[keep, k - 1]), truth, variance)
+            out[f"{name}_err_{k}_copy_last"] = _normalised_error(truth_all[keep, context - 1], truth, variance)
+            out[f"{name}_err_{k}_random"] = _normalised_error(readout(posterior[shuffled][keep, t]), truth, variance)
+    return out
