@@ -9,6 +9,19 @@ from novapick.policy.vla import REHEARSAL_HORIZON
 from novapick.train.batch import unpack_batch
 
 
+def encode_windows(model: dict, batch, min_steps: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """A batch of windows -> (the unpacked batch, observation embeddings (B, L, D), the
+    action executed at each frame (B, L, 10)); windows must have >= ``min_steps`` steps."""
+    x = unpack_batch(batch, torch.device("cpu"))
+    B, L = x["rgb"].shape[:2]
+    if L < min_steps:
+        raise ValueError(f"windows of {L} steps; need >= context + horizon = {min_steps}")
+    state = torch.cat([x["proprioception"], x["gripper_state"]], -1)
+    obs = encode(model, x["rgb"].flatten(0, 1), x["depth"].flatten(0, 1),
+                 x["language"].repeat_interleave(L, 0), state.flatten(0, 1)).view(B, L, -1)
+    return x, obs, x["actions"][:, :, 0]
+
+
 @torch.no_grad()
 def world_model_cosine(model: dict, dataloader, horizon: int = REHEARSAL_HORIZON, max_batches: int = 20,
                        context: int = 2) -> dict:
@@ -27,14 +40,8 @@ def world_model_cosine(model: dict, dataloader, horizon: int = REHEARSAL_HORIZON
     for b, batch in enumerate(dataloader):
         if b >= max_batches:
             break
-        x = unpack_batch(batch, torch.device("cpu"))
-        B, L = x["rgb"].shape[:2]
-        if L < context + horizon:
-            raise ValueError(f"windows of {L} steps; need >= {context + horizon}")
-        state = torch.cat([x["proprioception"], x["gripper_state"]], -1)
-        obs = encode(model, x["rgb"].flatten(0, 1), x["depth"].flatten(0, 1),
-                     x["language"].repeat_interleave(L, 0), state.flatten(0, 1)).view(B, L, -1)
-        acts = x["actions"][:, :, 0]
+        x, obs, acts = encode_windows(model, batch, context + horizon)
+        B, L = obs.shape[:2]
         h, z = rssm.initial_state(B, obs.device)
         prev = torch.zeros(B, acts.shape[-1])
         posts = []
@@ -94,14 +101,8 @@ def latent_rollouts(model: dict, batch, context: int, horizon: int) -> dict:
     Returns {'posterior': (B, L, F), 'imagined': (B, horizon, F), 'targets': name ->
     (B, L, d), 'in_view': (B, L)}; imagined step k (0-based) is frame ``context + k``."""
     rssm = model["rssm"]
-    x = unpack_batch(batch, torch.device("cpu"))
-    B, L = x["rgb"].shape[:2]
-    if L < context + horizon:
-        raise ValueError(f"windows of {L} steps; need >= context + horizon = {context + horizon}")
-    state = torch.cat([x["proprioception"], x["gripper_state"]], -1)
-    obs = encode(model, x["rgb"].flatten(0, 1), x["depth"].flatten(0, 1),
-                 x["language"].repeat_interleave(L, 0), state.flatten(0, 1)).view(B, L, -1)
-    acts = x["actions"][:, :, 0]                    # the action executed at each frame (B, L, 10)
+    x, obs, acts = encode_windows(model, batch, context + horizon)
+    B, L = obs.shape[:2]
     h, z = rssm.initial_state(B, obs.device)
     prev, posterior, start = torch.zeros(B, acts.shape[-1]), [], None
     for t in range(L):
