@@ -247,13 +247,14 @@ def analyse(cfg: PipelineConfig, data: dict, ckpt: Path, vla: dict, out: Path, l
     context = min(3, mcfg.context_steps)
     windows = make_dataloader(data["dir"], batch_size=16, seq_len=context + 5, image_size=mcfg.image_size,
                               shuffle=True, seed=cfg.seed + 1)
+    stats = NormStats.load(ckpt.parent / "stats.json")
     held_out = make_dataloader(data["heldout_dir"], batch_size=16, seq_len=context + 5, image_size=mcfg.image_size,
-                               shuffle=True, seed=cfg.seed + 2, stats=NormStats.load(ckpt.parent / "stats.json"))
+                               shuffle=True, seed=cfg.seed + 2, stats=stats)
     found = {"world_model": {
         **world_model_prediction(model, windows, held_out, context=context, horizon=5, max_batches=10),
         **world_model_cosine(model, held_out, horizon=5, max_batches=10, context=context)}}
     # failures are replayed in this process (same episode seeds) to save example frames
-    policy = VLAPolicy(model, mcfg, NormStats.load(ckpt.parent / "stats.json"), seed=cfg.seed + 7)
+    policy = VLAPolicy(model, mcfg, stats, seed=cfg.seed + 7)
     found["policy"] = policy
     analyze_failures = optional_component(cfg, "analyze_failures")
     if analyze_failures is not None:
@@ -305,11 +306,7 @@ def collect_results(cfg: PipelineConfig, commit: str, data: dict, rows: dict, tr
                    "known": rows["expert/known"], "novel": rows["expert/novel"]},
         "world_model": {"cosine": found["world_model"]["cosine_1_step"],
                         "cosine_note": "not informative: copying the previous latent scores as high",
-                        "proprio_err_5": found["world_model"].get("proprio_err_5"),
-                        "proprio_err_5_copy_last": found["world_model"].get("proprio_err_5_copy_last"),
-                        "gripper_err_5": found["world_model"].get("gripper_err_5"),
-                        "gripper_err_5_copy_last": found["world_model"].get("gripper_err_5_copy_last"),
-                        **found["world_model"]},
+                        **found["world_model"]},   # proprio_err_5, gripper_err_5, ... and their references
         "latency": skipped if "bench_quick" not in found else {
             "quick_p50_ms": found["bench_quick"]["latency"]["total"]["p50"],
             "full_p50_ms": found["bench_full"]["latency"]["total"]["p50"],
