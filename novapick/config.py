@@ -73,6 +73,7 @@ class TrainConfig:
     # block configures the extensions the harness adds (novapick.train.extras)
     lambda_pose: float = 1.0       # auxiliary grasp-pose loss
     lambda_ground: float = 0.5     # auxiliary grounding loss on the language query's attention
+    lambda_imagine: float = 0.5    # open-loop imagination error (novapick.train.extras.imagination_loss)
     word_dropout: float = 0.0      # instruction words replaced by random ones (quick: unseen nouns)
     colour_jitter: float = 0.2     # brightness/contrast/saturation factors in 1 +- this (per window, 3.1)
     depth_noise_m: float = 0.002   # std of the sensor noise added to valid depth pixels, metres
@@ -101,9 +102,9 @@ class TrainConfig:
             raise ValueError(f"colour_jitter must be in [0, 1), got {self.colour_jitter}")
         if not 0.0 <= self.depth_noise_m <= 0.05:
             raise ValueError(f"depth_noise_m must be in [0, 0.05] m, got {self.depth_noise_m}")
-        if min(self.lambda_pose, self.lambda_ground) < 0:
+        if min(self.lambda_pose, self.lambda_ground, self.lambda_imagine) < 0:
             raise ValueError(f"loss weights must be >= 0, got lambda_pose={self.lambda_pose}, "
-                             f"lambda_ground={self.lambda_ground}")
+                             f"lambda_ground={self.lambda_ground}, lambda_imagine={self.lambda_imagine}")
         if not 0.0 <= self.pose_teacher_p <= 1.0 or self.pose_teacher_noise < 0:
             raise ValueError(f"need pose_teacher_p in [0, 1] and pose_teacher_noise >= 0, got "
                              f"{self.pose_teacher_p}, {self.pose_teacher_noise}")

@@ -42,6 +42,7 @@ from novapick.data.normalize import NormStats
 from novapick.data.scenes import SceneConfig, generate_scenes
 from novapick.evaluate.baseline import run_baseline_episode, summarize_baseline, train_baseline
 from novapick.evaluate.episodes import plan_episodes, run_episode
+from novapick.evaluate.outcome import outcome_ranking
 from novapick.evaluate.workers import evaluate_checkpoint, run_plans_in_workers
 from novapick.evaluate.world_model import world_model_cosine, world_model_prediction
 from novapick.metrics import summarize_episodes
@@ -76,6 +77,7 @@ class PipelineConfig:
     rehearsal_k: int = 4        # candidate chunks imagined per replan in the rehearsal run
     clutter_episodes: int = 50  # per split, in bins of 1..30 items
     heldout_episodes: int = 40  # never trained on: the world model's prediction is measured there
+    outcome_episodes: int = 30  # novel episodes whose near-target moments rank imagined against real outcomes
     benchmark_runs: int = 30
     components: str = "solutions"   # the module whose components are trained and evaluated
     extensions: bool = True     # False: the case study's model and loss exactly (docs/contract.md)
@@ -222,7 +224,8 @@ def evaluate_all(cfg: PipelineConfig, ckpt: Path, baseline, laps: Laps) -> tuple
     vla = evaluate_vla(cfg, ckpt)
     rows["vla/known"], rows["vla/novel"] = vla["known"], vla["novel"]
     laps.lap("vla_eval_s")
-    rows["vla+rehearsal/novel"] = evaluate_vla(cfg, ckpt, rehearsal_k=cfg.rehearsal_k, splits=("novel",))["novel"]
+    rehearsal = evaluate_vla(cfg, ckpt, rehearsal_k=cfg.rehearsal_k)
+    rows["vla+rehearsal/known"], rows["vla+rehearsal/novel"] = rehearsal["known"], rehearsal["novel"]
     laps.lap("rehearsal_eval_s")
     clutter = evaluate_vla(replace(cfg, episodes=cfg.clutter_episodes), ckpt, items=30)
     for split in ("known", "novel"):
@@ -255,6 +258,15 @@ def analyse(cfg: PipelineConfig, data: dict, ckpt: Path, vla: dict, out: Path, l
         **world_model_cosine(model, held_out, horizon=5, max_batches=10, context=context)}}
     # failures are replayed in this process (same episode seeds) to save example frames
     policy = VLAPolicy(model, mcfg, stats, seed=cfg.seed + 7)
+    if cfg.outcome_episodes:
+        env = make_env(mcfg.image_size)
+        names = [o.name for o in load_catalog().split("novel")][: cfg.outcome_episodes]
+        plans = plan_episodes(names, max(1, cfg.outcome_episodes // 50), (1, cfg.items), cfg.seed + 11)
+        # the whole chunk executed, then the plain policy for 40 steps: 4 steps rarely
+        # change what happens next (at 12 cm and 4 + 20 steps no moment had mixed outcomes)
+        found["world_model"].update(outcome_ranking(policy, env, plans, k=max(2, cfg.rehearsal_k), max_moments=4,
+                                                    steps=40, commit_steps=mcfg.chunk_size))
+        env.close()
     found["policy"] = policy
     analyze_failures = optional_component(cfg, "analyze_failures")
     if analyze_failures is not None:
@@ -295,8 +307,9 @@ def collect_results(cfg: PipelineConfig, commit: str, data: dict, rows: dict, tr
                                  "success_novel": rows["vla-clutter-1-30/novel"]["success_rate"],
                                  "known": _clean(rows["vla-clutter-1-30/known"]),
                                  "novel": _clean(rows["vla-clutter-1-30/novel"])}},
-        "rehearsal": {"success_novel": rows["vla+rehearsal/novel"]["success_rate"], "k": cfg.rehearsal_k,
-                      "novel": _clean(rows["vla+rehearsal/novel"])},
+        "rehearsal": {"success_known": rows["vla+rehearsal/known"]["success_rate"],
+                      "success_novel": rows["vla+rehearsal/novel"]["success_rate"], "k": cfg.rehearsal_k,
+                      "known": _clean(rows["vla+rehearsal/known"]), "novel": _clean(rows["vla+rehearsal/novel"])},
         "baseline": skipped if baseline_train is None else {
             "success_known": rows["baseline/known"]["success_rate"],
             "success_novel": rows["baseline/novel"]["success_rate"], "training": baseline_train,
@@ -368,6 +381,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--clutter-episodes", type=int, help="per split, in bins of 1..30 items (default: 50)")
     ap.add_argument("--heldout-episodes", type=int, help="held-out demonstrations for the world model's "
                     "prediction figures (default: 40)")
+    ap.add_argument("--outcome-episodes", type=int, help="novel episodes for the imagined-vs-real outcome "
+                    "ranking (default: 30; 0 = skip)")
     ap.add_argument("--data-root", default="data")
     ap.add_argument("--components", default="solutions",
                     help="module with the components to train (default: the hidden reference, solutions)")
@@ -383,6 +398,7 @@ def main(argv: list[str] | None = None) -> dict:
                                        ("benchmark_runs", args.benchmark_runs),
                                        ("clutter_episodes", args.clutter_episodes),
                                        ("heldout_episodes", args.heldout_episodes),
+                                       ("outcome_episodes", args.outcome_episodes),
                                        ("grounding_scenes", args.grounding_scenes)) if v is not None})
     cfg = PipelineConfig(profile=args.profile, workers=args.workers, seed=args.seed, out=args.out,
                          data_root=args.data_root, components=args.components,

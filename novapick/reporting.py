@@ -49,7 +49,8 @@ def headline_table(r: dict) -> str:
     return "\n".join([
         "| metric | grasp baseline | VLA (ours) | VLA + rehearsal | scripted expert |",
         "|---|---|---|---|---|",
-        f"| pick success, known | {pct(r['baseline']['success_known'])} | {pct(r['vla']['success_known'])} | - | "
+        f"| pick success, known | {pct(r['baseline']['success_known'])} | {pct(r['vla']['success_known'])} | "
+        f"{pct(r['rehearsal']['success_known'])} | "
         f"{pct(r['expert']['success_known'])} |",
         f"| pick success, novel | {pct(r['baseline']['success_novel'])} | {pct(r['vla']['success_novel'])} | "
         f"{pct(r['rehearsal']['success_novel'])} | {pct(r['expert']['success_novel'])} |",
@@ -76,6 +77,12 @@ def world_model_lines(wm: dict) -> str:
         key = f"{name}_err_5"
         if key in wm:
             rows.append(f"| {name} | {wm[key]:.3f} | {wm[key + '_copy_last']:.3f} | {wm[key + '_random']:.3f} |")
+    if "outcome_auc" in wm:
+        rows += ["", f"imagined score vs real outcome (K candidates executed from one saved moment, "
+                     f"{wm['outcome_moments']} moments near the target, {wm['outcome_mixed_moments']} with mixed "
+                     f"outcomes): AUC {wm['outcome_auc']:.3f} same moment, {wm['outcome_auc_pooled']:.3f} pooled; "
+                     f"top-scored chunk held {wm['outcome_best_held']:.1%} vs plain chunk "
+                     f"{wm['outcome_plain_held']:.1%} at mixed moments"]
     return "\n".join(rows)
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from novapick.layers import mlp
+from novapick.train.batch import GROUNDED_DIM
 
 
 class RSSM(nn.Module):
@@ -44,7 +45,10 @@ class RSSM(nn.Module):
         # [h_t, z_t] -> o_t: the reconstruction term of the world-model loss. Without it
         # nothing asks z to carry information about the observation, and prior and
         # posterior agree trivially on a constant z (a collapsed, useless world model).
-        self.obs_decoder = mlp([det_dim + stoch_flat, hidden_dim, obs_embed_dim])
+        # It reconstructs what the simulator measured (arm, gripper, held, coarse depth:
+        # novapick.train.batch.grounded_observation), not the embedding, which could
+        # collapse with it.
+        self.obs_decoder = mlp([det_dim + stoch_flat, hidden_dim, GROUNDED_DIM])
         self.temperature = 1.0
 
     def initial_state(self, batch_size: int, device: torch.device) -> tuple:
@@ -92,7 +96,8 @@ class RSSM(nn.Module):
         return self.reward_head(torch.cat([h, z.flatten(-2)], dim=-1)).squeeze(-1)
 
     def decode_observation(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """[h (..., 512), z (..., 32, 32)] -> reconstructed observation embedding (..., 256)."""
+        """[h (..., 512), z (..., 32, 32)] -> the reconstructed grounded observation
+        (..., GROUNDED_DIM): proprioception, gripper state, held flag, 8 x 8 depth."""
         return self.obs_decoder(torch.cat([h, z.flatten(-2)], dim=-1))
 
     def imagine_trajectory(self, initial_h: torch.Tensor,

@@ -2,6 +2,7 @@
 
     L = L_flow + 0.5 L_wm + 0.1 L_grasp                                   (Section 2)
     L_wm = next-latent error + KL(balanced, free nats) + reward MSE + reconstruction MSE
+           (reconstruction of the grounded observation: arm, gripper, held, coarse depth)
 
 The harness around this loop (optimiser, schedule, EMA, checkpoints, exact resume, data
 parallelism, curves) is :mod:`novapick.train.harness`; it calls ``train_one_epoch`` on
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from novapick.train.batch import unpack_batch
+from novapick.train.batch import reconstruction_loss, unpack_batch
 from solutions.rssm import kl_balanced_loss
 
 LAMBDA_WM, LAMBDA_GRASP = 0.5, 0.1     # Section 2
@@ -45,6 +46,10 @@ def composite_loss(model: dict, batch: dict, extras=None) -> dict[str, torch.Ten
     if extras is not None:
         obs = extras.observation(batch, obs)
     obs = obs.view(B, L, -1)
+    # Extension: the world model reads the embedding but does not reshape it. Its
+    # reconstruction and imagination terms are 100x the flow loss; let into the encoder
+    # they cost the policy 5-10 points (docs/experiments.md, issue 26).
+    obs_wm = obs.detach() if extras is not None else obs
     rssm = model["rssm"]
     h, z = rssm.initial_state(B, rgb.device)        # a fresh state per window: no BPTT across windows
     prev_action = torch.zeros(B, actions.shape[-1], device=rgb.device)
@@ -52,7 +57,7 @@ def composite_loss(model: dict, batch: dict, extras=None) -> dict[str, torch.Ten
     for t in range(L):
         # h_t summarises (z_{t-1}, a_{t-1}): the action that *led to* step t. Feeding the
         # chunk's own first action a_t would hand the flow head its target through h_t.
-        h, z, info = rssm.observe_step(obs[:, t], prev_action, h, z)
+        h, z, info = rssm.observe_step(obs_wm[:, t], prev_action, h, z)
         hs.append(h)
         zs.append(z)
         priors.append(info["prior_logits"])
@@ -65,8 +70,8 @@ def composite_loss(model: dict, batch: dict, extras=None) -> dict[str, torch.Ten
     # t+1 (having seen o_{t+1}), as class probabilities; the target is not pushed
     latent = (F.softmax(prior[:, 1:], -1) - F.softmax(post[:, 1:], -1).detach()).pow(2).sum((-1, -2)).mean()
     reward = F.mse_loss(rssm.predict_reward(H, Z), batch["rewards"].float())
-    # the reconstruction target is stopped: the world model must not move it to make its task easier
-    recon = F.mse_loss(rssm.decode_observation(H, Z), obs.detach())
+    # reconstruct what the simulator measured (a fixed target the model cannot move)
+    recon = reconstruction_loss(rssm.decode_observation(H, Z), batch)
     wm = latent + kl + reward + recon
     cond = torch.cat([H, Z.flatten(-2), obs], -1).flatten(0, 1)            # (B*L, 512 + 1024 + 256)
     chunks = actions.flatten(0, 1)                                         # (B*L, 16, 10)
@@ -77,7 +82,7 @@ def composite_loss(model: dict, batch: dict, extras=None) -> dict[str, torch.Ten
     losses = {"flow_loss": flow, "wm_loss": wm, "kl_loss": kl, "latent_loss": latent, "reward_loss": reward,
               "recon_loss": recon, "grasp_loss": grasp}
     if extras is not None:
-        for term in extras.loss(batch, losses).values():
+        for term in extras.loss(batch, losses, states=(H, Z)).values():
             total = total + term
     return {"total_loss": total, **losses}
 

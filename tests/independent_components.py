@@ -11,7 +11,7 @@ from torch import nn
 
 from novapick.evaluate.episodes import plan_episodes, plan_options, run_episode
 from novapick.policy.vla import VLAPolicy
-from novapick.train.batch import unpack_batch
+from novapick.train.batch import GROUNDED_DIM, grounded_observation, normalised_squared_error, unpack_batch
 
 
 class ObservationEncoder(nn.Module):
@@ -47,7 +47,7 @@ class RSSM(nn.Module):
         self.prior = nn.Linear(det_dim, flat)
         self.posterior = nn.Linear(det_dim + obs_embed_dim, flat)
         self.reward = nn.Linear(det_dim + flat, 1)
-        self.decoder = nn.Linear(det_dim + flat, obs_embed_dim)
+        self.decoder = nn.Linear(det_dim + flat, GROUNDED_DIM)
 
     def initial_state(self, batch_size, device):
         return (torch.zeros(batch_size, self.det_dim, device=device),
@@ -109,7 +109,7 @@ class FlowMatchingActionHead(nn.Module):
 
 
 def train_one_epoch(model, dataloader, optimizer, scheduler, device, epoch, extras=None):
-    """flow + 0.5 (KL + reward) + 0.1 grasp, with the harness's extras hook."""
+    """flow + 0.5 (KL + reward + grounded reconstruction) + 0.1 grasp, with the harness's extras hook."""
     params = [p for m in model.values() for p in m.parameters()]
     totals, steps = {}, 0
     for m in model.values():
@@ -132,7 +132,8 @@ def train_one_epoch(model, dataloader, optimizer, scheduler, device, epoch, extr
             zs.append(z)
             prev = b["actions"][:, t, 0]
         H, Z = torch.stack(hs, 1), torch.stack(zs, 1)
-        wm = kl + F.mse_loss(model["rssm"].predict_reward(H, Z), b["rewards"].float())
+        wm = (kl + F.mse_loss(model["rssm"].predict_reward(H, Z), b["rewards"].float())
+              + normalised_squared_error(model["rssm"].decode_observation(H, Z), grounded_observation(b)))
         cond = torch.cat([H, Z.flatten(-2), obs], -1).flatten(0, 1)
         chunks = b["actions"].flatten(0, 1)
         if extras is not None:
@@ -145,7 +146,7 @@ def train_one_epoch(model, dataloader, optimizer, scheduler, device, epoch, extr
         losses = {"flow_loss": flow, "wm_loss": wm, "kl_loss": kl}
         total = flow + 0.5 * wm + 0.1 * grasp
         if extras is not None:
-            for term in extras.loss(b, losses).values():
+            for term in extras.loss(b, losses, states=(H, Z)).values():
                 total = total + term
         losses["total_loss"] = total
         optimizer.zero_grad()

@@ -143,14 +143,16 @@ def test_reference_pipeline_smoke_run(tmp_path):
     results = pipeline_main(["--episodes", "2", "--items", "2", "--workers", "1", "--out", str(tmp_path),
                              "--data-episodes", "4", "--data-root", str(tmp_path / "data"), "--train-steps", "2",
                              "--baseline-steps", "5", "--benchmark-runs", "3", "--grounding-scenes", "8",
-                             "--clutter-episodes", "2", "--heldout-episodes", "4"])
+                             "--clutter-episodes", "2", "--heldout-episodes", "4",
+                             "--outcome-episodes", "2"])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["profile"] == "quick" and saved["git_commit"]
     assert saved["components"] == "solutions" and saved["extensions"] is True
     # the expert on these fixed seeds picks every item; an untrained VLA (2 steps) none
     assert saved["expert"]["success_known"] == saved["expert"]["success_novel"] == 1.0
     assert saved["vla"]["success_known"] == saved["vla"]["success_novel"] == 0.0
-    assert saved["rehearsal"]["success_novel"] == 0.0 and saved["rehearsal"]["k"] == 4
+    assert saved["rehearsal"]["success_novel"] == saved["rehearsal"]["success_known"] == 0.0
+    assert saved["rehearsal"]["k"] == 4 and saved["rehearsal"]["known"]["episodes"] == 2
     assert saved["vla"]["novel"]["episodes"] == 2 and saved["baseline"]["novel"]["episodes"] == 2
     assert saved["vla"]["clutter_1_30"]["known"]["episodes"] == 2 and saved["config"]["clutter_episodes"] == 2
     # every failed novel episode is in exactly one failure category
@@ -169,6 +171,7 @@ def test_reference_pipeline_smoke_run(tmp_path):
             assert 0.0 <= wm[f"{name}_err_{k}_copy_last"] and 0.0 <= wm[f"{name}_err_{k}"] < 100.0
     assert wm["proprio_err_5_copy_last"] > wm["proprio_err_1_copy_last"]   # the robot moves
     assert saved["data"]["heldout_episodes"] == 4 and wm["windows"] > 0
+    assert wm["outcome_moments"] >= wm["outcome_mixed_moments"] >= 0 and "outcome_auc" in wm
     assert saved["timings"]["train_s"] > 0 and (tmp_path / "vla_quick" / "loss_curves.png").exists()
     assert (tmp_path / "expert_rollouts.gif").stat().st_size > 10_000
     assert results["timings"]["total_s"] > 0

@@ -177,3 +177,34 @@ def test_target_image_position_matches_the_rendered_target(env):
             assert np.abs(uv[:2] - centroid).max() < 0.1, (seed, uv, centroid)
             checked += 1
     assert checked >= 4
+
+
+def test_snapshot_restore_replays_the_same_future_through_a_grasp(env):
+    """Outcome checks execute several chunks from one moment: after restore() the same
+    actions must give the same future, including a grasp the first future made."""
+    obs, _ = env.reset(seed=3, options={"n_items": 3})
+    expert = ScriptedExpert(env)
+    for _ in range(20):                       # on the way down, nothing held yet
+        obs, *_ = env.step(expert.act(obs))
+    snap = env.snapshot()
+    first, actions = [], []
+    for _ in range(120):
+        actions.append(expert.act(obs))
+        obs, _, term, trunc, info = env.step(actions[-1])
+        first.append((obs["proprio"], obs["depth"]))
+        if term or trunc:
+            break
+    assert env.stats.target_was_held, "the expert's future should reach a grasp"
+    env.restore(snap)
+    assert not env.stats.target_was_held and env.gripper.state.held_body is None
+    for a, (proprio, depth) in zip(actions, first):
+        obs, *_ = env.step(a)
+        np.testing.assert_allclose(obs["proprio"], proprio, atol=1e-6)
+        np.testing.assert_array_equal(obs["depth"], depth)
+    assert env.stats.target_was_held
+    env.drop_snapshot(snap)
+    with pytest.raises(RuntimeError, match="gripper empty"):
+        env.snapshot()                        # holding now
+    env.reset(seed=4, options={"n_items": 2})
+    with pytest.raises(RuntimeError, match="another episode"):
+        env.restore(snap)

@@ -14,6 +14,7 @@ from novapick.data.dataset import make_dataloader
 from novapick.policy.model import build_model, load_components, load_policy_model, parameters
 from novapick.train.checkpoint import save_checkpoint, warmup_cosine
 from novapick.train.extras import TrainingExtras, load_scene_tensors, scene_grounding_loss
+from novapick.train.batch import unpack_batch
 from novapick.train.harness import train
 from solutions.training import train_one_epoch
 
@@ -318,10 +319,57 @@ def test_grounding_scenes_are_used_when_stored_with_the_data_and_train_the_atten
     scenes = load_scene_tensors(info["path"], 64, torch.device("cpu"))
     optimizer = torch.optim.Adam(model["encoder"].parameters(), lr=1e-3)
     losses = []
-    for _ in range(30):
+    for _ in range(50):
         loss = scene_grounding_loss(model, scenes, tcfg)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+def test_grounded_observation_layout_and_normalised_squared_error():
+    from novapick.train.batch import (DEPTH_SCALE, GROUNDED_DIM, GROUNDED_LAYOUT, grounded_observation,
+                                      normalised_squared_error)
+    B, L, S = 3, 4, 16
+    depth = torch.zeros(B, L, 1, S, S)
+    depth[..., :S // 2, :] = 0.5                                # the top half of the image is near
+    batch = {"proprioception": torch.randn(B, L, 14), "gripper_state": torch.rand(B, L, 2),
+             "grasp": torch.ones(B, L), "depth": depth}
+    g = grounded_observation(batch)
+    assert g.shape == (B, L, GROUNDED_DIM) == (B, L, 81)
+    torch.testing.assert_close(g[..., GROUNDED_LAYOUT["proprio"]], batch["proprioception"])
+    torch.testing.assert_close(g[..., GROUNDED_LAYOUT["gripper"]], batch["gripper_state"])
+    assert (g[..., GROUNDED_LAYOUT["held"]] == 1).all()
+    grid = g[0, 0, GROUNDED_LAYOUT["depth"]].view(8, 8)
+    assert (grid[:4] == DEPTH_SCALE * 0.5).all() and (grid[4:] == 0).all()
+    # scale-free: predicting each dimension's mean scores ~1 per dimension whatever its units
+    target = torch.randn(1000, 3) * torch.tensor([0.1, 1.0, 100.0])
+    assert normalised_squared_error(target.mean(0).expand_as(target), target).item() == pytest.approx(3.0, abs=0.01)
+    assert normalised_squared_error(target, target).item() == 0.0
+
+
+def test_the_imagination_loss_trains_the_prior_to_decode_the_future(data_dir):
+    """The extension's open-loop term: on real windows it falls as the RSSM trains on it."""
+    from novapick.train.extras import imagination_loss
+    torch.manual_seed(0)
+    prof = get_profile("quick")
+    rssm = build_model(prof.model, REFERENCE)["rssm"]
+    batch = unpack_batch(next(iter(make_dataloader(data_dir, batch_size=8, seq_len=4, image_size=64))), "cpu")
+    obs = torch.randn(8, 4, prof.model.obs_embed_dim)
+    optimizer = torch.optim.Adam(rssm.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        h, z = rssm.initial_state(8, torch.device("cpu"))
+        prev, hs, zs = torch.zeros(8, 10), [], []
+        for t in range(4):
+            h, z, _ = rssm.observe_step(obs[:, t], prev, h, z)
+            hs.append(h)
+            zs.append(z)
+            prev = batch["actions"][:, t, 0]
+        loss = imagination_loss(rssm, torch.stack(hs, 1), torch.stack(zs, 1), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])

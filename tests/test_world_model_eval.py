@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from novapick.evaluate.world_model import fit_readout, world_model_prediction
+from novapick.train.batch import GROUNDED_DIM
 
 S, B, L = 8, 32, 8
 
@@ -62,6 +63,13 @@ class OracleRSSM(nn.Module):
             h[:, :7] += action[:, :7]
         return h, z_prev
 
+    def decode_observation(self, h, z):         # the grounded layout: proprio, gripper, held, depth
+        held = (h[:, 14:15] > 0.5).float()
+        return torch.cat([h, held, torch.zeros(len(h), GROUNDED_DIM - 17)], -1)
+
+    def predict_reward(self, h, z):
+        return h[:, 0]
+
 
 def figures(integrates: bool) -> dict:
     model = {"encoder": PixelEncoder(), "rssm": OracleRSSM(integrates)}
@@ -73,6 +81,8 @@ def test_an_rssm_that_copies_scores_exactly_the_copy_last_baseline():
     for k in range(1, 6):
         assert wm[f"proprio_err_{k}"] == pytest.approx(wm[f"proprio_err_{k}_copy_last"], rel=1e-2, abs=1e-3)
         assert wm[f"gripper_err_{k}"] == pytest.approx(wm[f"gripper_err_{k}_copy_last"], rel=1e-2, abs=1e-3)
+        # the linear probe on the latent state agrees with the decoder here
+        assert wm[f"proprio_probe_err_{k}"] == pytest.approx(wm[f"proprio_err_{k}_copy_last"], rel=5e-2, abs=1e-2)
     assert wm["windows"] == 3 * B
 
 
@@ -81,6 +91,8 @@ def test_an_rssm_that_integrates_the_actions_beats_copy_last_and_random_does_wor
     for k in range(1, 6):
         assert wm[f"proprio_err_{k}"] < 0.8 * wm[f"proprio_err_{k}_copy_last"]     # the angles are exact now
         assert wm[f"proprio_err_{k}_random"] > wm[f"proprio_err_{k}_copy_last"]
+        assert wm[f"proprio_probe_err_{k}"] < 0.8 * wm[f"proprio_err_{k}_copy_last"]
+        assert wm[f"reward_err_{k}"] < 1e-6          # the reward head reads the exact angle
     # errors grow with the horizon for copy-last (the velocities wander further)
     assert wm["proprio_err_5_copy_last"] > wm["proprio_err_1_copy_last"]
 
@@ -97,3 +109,23 @@ def test_windows_too_short_for_context_and_horizon_are_refused():
     model = {"encoder": PixelEncoder(), "rssm": OracleRSSM(False)}
     with pytest.raises(ValueError, match="need >= context \\+ horizon"):
         world_model_prediction(model, windows(0, 1), windows(1, 1), context=4, horizon=5)
+
+
+def test_an_rssm_without_a_decoder_is_measured_by_the_probe():
+    class BareRSSM(nn.Module):                  # the required methods only (docs/contract.md)
+        def __init__(self):
+            super().__init__()
+            self.inner = OracleRSSM(True)
+
+        def initial_state(self, *args):
+            return self.inner.initial_state(*args)
+
+        def observe_step(self, *args):
+            return self.inner.observe_step(*args)
+
+        def imagine_step(self, *args):
+            return self.inner.imagine_step(*args)
+
+    model = {"encoder": PixelEncoder(), "rssm": BareRSSM()}
+    wm = world_model_prediction(model, windows(0), windows(1), context=3, horizon=5)
+    assert wm["proprio_err_5"] == wm["proprio_probe_err_5"] < 0.8 * wm["proprio_err_5_copy_last"]

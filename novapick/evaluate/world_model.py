@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from novapick.policy.model import encode
 from novapick.policy.vla import REHEARSAL_HORIZON
-from novapick.train.batch import unpack_batch
+from novapick.train.batch import GROUNDED_LAYOUT, unpack_batch
 
 
 def encode_windows(model: dict, batch, min_steps: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
@@ -87,9 +87,27 @@ def grounded_targets(batch: dict) -> dict[str, torch.Tensor]:
     return out
 
 
+# What the world model itself decodes: name -> its columns of RSSM.decode_observation
+# (novapick.train.batch.GROUNDED_LAYOUT); reward comes from RSSM.predict_reward
+DECODED = {"proprio": GROUNDED_LAYOUT["proprio"], "gripper": GROUNDED_LAYOUT["gripper"],
+           "grasp": GROUNDED_LAYOUT["held"]}
+
+
 def _features(h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """The latent state as one vector: [h (N, det), z (N, stoch * classes)]."""
     return torch.cat([h, z.flatten(1)], -1)
+
+
+def _decoded(rssm, h: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What the world model says about a state: name -> (N, d), from its own decoder and
+    reward head."""
+    out = {}
+    if hasattr(rssm, "decode_observation"):     # optional read-outs (docs/contract.md): else the probe
+        grounded = rssm.decode_observation(h, z)
+        out = {name: grounded[:, cols] for name, cols in DECODED.items()}
+    if hasattr(rssm, "predict_reward"):
+        out["reward"] = rssm.predict_reward(h, z)[:, None]
+    return out
 
 
 @torch.no_grad()
@@ -98,25 +116,31 @@ def latent_rollouts(model: dict, batch, context: int, horizon: int) -> dict:
     states, for fitting the read-outs) and, from the state after ``context`` observed
     steps, imagine ``horizon`` steps under the executed actions (the prior only).
 
-    Returns {'posterior': (B, L, F), 'imagined': (B, horizon, F), 'targets': name ->
-    (B, L, d), 'in_view': (B, L)}; imagined step k (0-based) is frame ``context + k``."""
+    Returns {'posterior': (B, L, F), 'imagined': (B, horizon, F), 'decoded_posterior' /
+    'decoded_imagined': what the world model decodes from them (name -> (B, L or
+    horizon, d)), 'targets': name -> (B, L, d), 'in_view': (B, L)}; imagined step k
+    (0-based) is frame ``context + k``."""
     rssm = model["rssm"]
     x, obs, acts = encode_windows(model, batch, context + horizon)
     B, L = obs.shape[:2]
     h, z = rssm.initial_state(B, obs.device)
-    prev, posterior, start = torch.zeros(B, acts.shape[-1]), [], None
+    prev, posterior, decoded_posterior, start = torch.zeros(B, acts.shape[-1]), [], [], None
     for t in range(L):
         h, z, _ = rssm.observe_step(obs[:, t], prev, h, z)
         posterior.append(_features(h, z))
+        decoded_posterior.append(_decoded(rssm, h, z))
         if t == context - 1:
             start = (h, z)
         prev = acts[:, t]
     h, z = start
-    imagined = []
+    imagined, decoded_imagined = [], []
     for k in range(horizon):                        # frame context + k follows the action at context + k - 1
         h, z = rssm.imagine_step(acts[:, context - 1 + k], h, z)
         imagined.append(_features(h, z))
+        decoded_imagined.append(_decoded(rssm, h, z))
+    stack = lambda steps: {n: torch.stack([s[n] for s in steps], 1) for n in steps[0]}  # noqa: E731
     return {"posterior": torch.stack(posterior, 1), "imagined": torch.stack(imagined, 1),
+            "decoded_posterior": stack(decoded_posterior), "decoded_imagined": stack(decoded_imagined),
             "targets": grounded_targets(x), "in_view": x["target_uv"][..., 2] > 0.5}
 
 
@@ -146,25 +170,33 @@ def _normalised_error(prediction: torch.Tensor, truth: torch.Tensor, variance: t
 def world_model_prediction(model: dict, fit_loader, test_loader, context: int = 3,
                            horizon: int = REHEARSAL_HORIZON, max_batches: int = 10) -> dict:
     """How well imagination predicts what really happened, on ``test_loader``'s windows
-    (held-out episodes), with read-outs fitted on ``fit_loader``'s posterior states.
+    (held-out episodes).
 
     For each quantity of :data:`GROUNDED` and each horizon k = 1..``horizon``, the
-    normalised error (MSE / variance of the quantity on the test windows) of the
-    read-out applied to the k-step imagined state, beside two references: copying the
-    last observed value (``*_copy_last``: "nothing changes") and the read-out of the
-    posterior state of a random other window at the same step (``*_random``). A world
-    model that predicts beats copy-last where things change. ``target_uv`` counts only
-    frames where the target is in view. Keys: '<name>_err_<k>', '<name>_err_<k>_copy_last',
-    '<name>_err_<k>_random', and 'windows'."""
+    normalised error (MSE / variance of the quantity on the test windows) of what the
+    k-step imagined state says, beside two references: copying the last observed value
+    (``*_copy_last``: "nothing changes") and the same read-out of the posterior state
+    of a random other window at the same step (``*_random``). A world model that
+    predicts beats copy-last where things change.
+
+    Two read-outs: the world model's own (``<name>_err_<k>``: its decoder for
+    proprioception, gripper and grasp, its reward head for reward; :data:`DECODED`), and
+    a linear probe fitted on ``fit_loader``'s posterior states (``<name>_probe_err_<k>``,
+    for every quantity; the only read-out of ``target_uv``, which counts only frames
+    where the target is in view), which asks what the imagined state contains without
+    trusting the model's decoder. Keys: '<name>_err_<k>', '<name>_err_<k>_copy_last',
+    '<name>_err_<k>_random', '<name>_probe_err_<k>[_random]', and 'windows'."""
     fit = [latent_rollouts(model, b, context, horizon) for b, _ in zip(fit_loader, range(max_batches))]
     test = [latent_rollouts(model, b, context, horizon) for b, _ in zip(test_loader, range(max_batches))]
-    cat = lambda runs, key: torch.cat([r[key] for r in runs])  # noqa: E731
+    cat = lambda runs, key: torch.cat([r[key] for r in runs] if key else runs)  # noqa: E731
     fit_features = cat(fit, "posterior").flatten(0, 1)
     imagined, posterior = cat(test, "imagined"), cat(test, "posterior")
     in_view = cat(test, "in_view")
     generator = torch.Generator().manual_seed(0)
     shuffled = torch.randperm(len(posterior), generator=generator)
     out: dict[str, float] = {"windows": len(posterior)}
+    decoded = {n: cat([r["decoded_imagined"][n] for r in test], None) for n in test[0]["decoded_imagined"]}
+    decoded_posterior = {n: cat([r["decoded_posterior"][n] for r in test], None) for n in decoded}
     for name in GROUNDED:
         fit_target = torch.cat([r["targets"][name] for r in fit]).flatten(0, 1)
         fit_mask = torch.ones(len(fit_target), dtype=torch.bool)
@@ -181,7 +213,16 @@ def world_model_prediction(model: dict, fit_loader, test_loader, context: int = 
                 continue
             truth = truth_all[keep, t]
             variance = truth.var(0).clamp(min=1e-6)
-            out[f"{name}_err_{k}"] = _normalised_error(readout(imagined[keep, k - 1]), truth, variance)
+            probe = _normalised_error(readout(imagined[keep, k - 1]), truth, variance)
+            out[f"{name}_probe_err_{k}"] = probe
+            out[f"{name}_probe_err_{k}_random"] = _normalised_error(readout(posterior[shuffled][keep, t]),
+                                                                    truth, variance)
             out[f"{name}_err_{k}_copy_last"] = _normalised_error(truth_all[keep, context - 1], truth, variance)
-            out[f"{name}_err_{k}_random"] = _normalised_error(readout(posterior[shuffled][keep, t]), truth, variance)
+            if name in decoded:                     # the world model's own decoder says it
+                out[f"{name}_err_{k}"] = _normalised_error(decoded[name][keep, k - 1], truth, variance)
+                out[f"{name}_err_{k}_random"] = _normalised_error(decoded_posterior[name][shuffled][keep, t],
+                                                                  truth, variance)
+            else:                                   # nothing decodes it: the probe is the figure
+                out[f"{name}_err_{k}"] = probe
+                out[f"{name}_err_{k}_random"] = out[f"{name}_probe_err_{k}_random"]
     return out

@@ -20,6 +20,7 @@ from novapick.data.normalize import NormStats
 from novapick.data.schema import DEPTH_MAX_M
 from novapick.policy.flow import euler_sample
 from novapick.policy.model import condition, encode
+from novapick.train.batch import GROUNDED_LAYOUT
 
 EXECUTE_STEPS = 4        # execute 4 of every 16 predicted steps, then replan (3.6 hint)
 MAX_STEPS = 200          # Section 3.6
@@ -52,8 +53,8 @@ class VLAPolicy:
                  temperature: float = DEFAULT_TEMPERATURE):
         if not 0.0 <= temperature <= 1.0:
             raise ValueError(f"temperature must be in [0, 1], got {temperature}")
-        if rehearsal_k > 1 and not hasattr(model["rssm"], "decode_observation"):
-            raise ValueError("rehearsal needs RSSM.decode_observation (docs/contract.md)")
+        if rehearsal_k > 1 and not all(hasattr(model["rssm"], m) for m in ("predict_reward", "decode_observation")):
+            raise ValueError("rehearsal needs RSSM.predict_reward and RSSM.decode_observation (docs/contract.md)")
         self.model, self.mcfg, self.stats = model, mcfg, stats
         self.temperature = temperature
         self.device = torch.device(device)
@@ -70,6 +71,21 @@ class VLAPolicy:
         self.history: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=self.mcfg.context_steps)
         self.queue: list[np.ndarray] = []
         self.latencies: list[float] = []
+
+    def snapshot(self) -> dict:
+        """The policy's memory now (window, action queue, last action, RSSM state, random
+        stream). With the env's snapshot it lets several futures start from one moment."""
+        return {"history": list(self.history), "queue": list(self.queue), "prev_action": self.prev_action,
+                "h": self.h, "z": self.z, "generator": self.generator.get_state(),
+                "latencies": len(self.latencies)}
+
+    def restore(self, snap: dict) -> None:
+        """Return to the memory of :meth:`snapshot`."""
+        self.history = deque(snap["history"], maxlen=self.mcfg.context_steps)
+        self.queue, self.prev_action = list(snap["queue"]), snap["prev_action"]
+        self.h, self.z = snap["h"], snap["z"]
+        self.generator.set_state(snap["generator"])
+        del self.latencies[snap["latencies"]:]
 
     @torch.no_grad()
     def encode_observation(self, obs: dict) -> torch.Tensor:
@@ -131,14 +147,17 @@ class VLAPolicy:
     @torch.no_grad()
     def rehearsal_scores(self, chunks: torch.Tensor) -> torch.Tensor:
         """Imagine REHEARSAL_HORIZON steps of each candidate (K, 16, 10): predicted reward
-        summed plus the grasp head's confidence at the imagined end state. (K,)"""
+        summed plus the grasp confidence, the world model's decoded "held" at its highest
+        over the imagined steps. (K,)
+
+        Why the decoder's held flag and not the grasp head: the grasp head reads an
+        observation embedding, which imagined states do not have; the world model's own
+        read-out of a grasp does (docs/experiments.md: it ranks executed chunks better)."""
         k = chunks.shape[0]
-        dream = self.model["rssm"].imagine_trajectory(self.h.expand(k, -1), self.z.expand(k, -1, -1),
-                                                      chunks[:, :REHEARSAL_HORIZON])
-        h, z = dream["h_states"][:, -1], dream["z_states"][:, -1]
-        # not observed: the observation embedding the world model expects in that state
-        end = condition(h, z, self.model["rssm"].decode_observation(h, z))
-        return dream["rewards"].sum(1) + torch.sigmoid(self.model["grasp_head"](end))
+        rssm = self.model["rssm"]
+        dream = rssm.imagine_trajectory(self.h.expand(k, -1), self.z.expand(k, -1, -1), chunks[:, :REHEARSAL_HORIZON])
+        held = rssm.decode_observation(dream["h_states"], dream["z_states"])[..., GROUNDED_LAYOUT["held"]]
+        return dream["rewards"].sum(1) + held.squeeze(-1).clamp(0, 1).amax(1)
 
     def select_action(self, obs: dict) -> np.ndarray:
         """The next action (10,): replans every ``execute_steps`` steps."""

@@ -22,6 +22,7 @@ Failure categories (``info["failure"]``, Section 3.7):
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -358,6 +359,37 @@ class NovaPickEnv(gym.Env):
             "target_id": self.target.spec.id if self.target else None,
             "n_items": len(self.items), "instruction": self.instruction,
         }
+
+    # ---- save and restore: several futures from one moment -----------------------------
+    def snapshot(self) -> dict:
+        """The cell's whole state now: PyBullet's bodies and joints plus the env's own
+        bookkeeping (episode statistics, filters, the sensor-noise stream, the gripper).
+        :meth:`restore` returns to it, so that several action chunks can be executed from
+        the same moment (the world model's outcome check, novapick.evaluate.outcome).
+
+        Only while nothing is held: a held item hangs on a constraint created on the fly,
+        which PyBullet's saved states do not cover. Free it with :meth:`drop_snapshot`."""
+        if self.target is None:
+            raise RuntimeError("call reset() before snapshot()")
+        if self.gripper.state.held_body is not None:
+            raise RuntimeError("snapshot() needs the gripper empty: a held item's constraint is not saved")
+        own = (self.stats, self._dq_hist, self._force_filter, self._sensor_rng, self.gripper.state)
+        return {"bullet": p.saveState(physicsClientId=self.client), "own": copy.deepcopy(own),
+                "items": [it.body for it in self.items]}
+
+    def restore(self, snap: dict) -> None:
+        """Return to the moment of ``snap`` (taken in this episode by :meth:`snapshot`)."""
+        if snap["items"] != [it.body for it in self.items]:
+            raise RuntimeError("this snapshot was taken in another episode (the bin's items differ)")
+        if self.gripper.state.constraint is not None:   # the future held something: let go first
+            p.removeConstraint(self.gripper.state.constraint, physicsClientId=self.client)
+        p.restoreState(snap["bullet"], physicsClientId=self.client)
+        own = copy.deepcopy(snap["own"])
+        self.stats, self._dq_hist, self._force_filter, self._sensor_rng, self.gripper.state = own
+
+    def drop_snapshot(self, snap: dict) -> None:
+        """Free PyBullet's copy of a snapshot's state."""
+        p.removeState(snap["bullet"], physicsClientId=self.client)
 
     def render(self):
         if self.render_mode == "rgb_array":

@@ -10,9 +10,10 @@ loss L = L_flow + 0.5 L_wm + 0.1 L_grasp. When the harness passes ``extras`` (a
    robot's own state and perception's grasp-pose estimates to the embedding,
 3. ``flow = extras.flow_loss(head, actions, cond, batch)`` instead of the plain MSE:
    standardised actions, masked padding, (1 - t)^2 weighting, several draws per frame,
-4. ``for term in extras.loss(batch, losses).values(): total = total + term``: the
-   weighted pose and grounding losses (it also writes their unweighted values into
-   ``losses`` for the logs).
+4. ``for term in extras.loss(batch, losses, states=(H, Z)).values(): total = total + term``:
+   the weighted pose and grounding losses and, given the RSSM's posterior states, the
+   open-loop imagination loss (it also writes their unweighted values into ``losses``
+   for the logs).
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ from novapick.data.scenes import load_scenes
 from novapick.data.schema import DEPTH_MAX_M
 from novapick.policy.flow import extended_flow_loss
 from novapick.policy.heads import grounding_loss
-from novapick.policy.model import encoder_readouts, extend_observation, teacher_pose
+from novapick.policy.model import encoder_readouts, extend_observation, teacher_pose, unwrap
 from novapick.train.augment import augment_training_windows
-from novapick.train.batch import unpack_batch
+from novapick.train.batch import GROUNDED_KEYS, reconstruction_loss, unpack_batch
 
 CLIP_SPECIAL_TOKENS = (0, 49406, 49407)  # padding, start of text, end of text
 
@@ -116,9 +117,12 @@ class TrainingExtras:
         return extended_flow_loss(head, scaled, condition, batch["pad_mask"].flatten(0, 1),
                                   weighting=self.tcfg.flow_weighting, samples=self.tcfg.flow_samples)
 
-    def loss(self, batch: dict, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The weighted extra terms to add to the total, {'pose', 'ground'}; their
-        unweighted values go into ``losses`` ('pose_loss', 'ground_loss', 'scene_ground_loss')."""
+    def loss(self, batch: dict, losses: dict[str, torch.Tensor],
+             states: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The weighted extra terms to add to the total, {'pose', 'ground'} and, given the
+        RSSM's posterior ``states`` (H (B, L, det), Z (B, L, stoch, classes)), 'imagine'
+        (:func:`imagination_loss`); their unweighted values go into ``losses``
+        ('pose_loss', 'ground_loss', 'scene_ground_loss', 'imagine_loss')."""
         if self._pose is None:
             raise RuntimeError("call extras.observation(batch, obs_embed) before extras.loss")
         m, t = self.model, self.tcfg
@@ -134,4 +138,30 @@ class TrainingExtras:
                         else torch.zeros_like(ground))
         self._pose = None
         losses.update(pose_loss=pose, ground_loss=ground, scene_ground_loss=scene_ground)
-        return {"pose": t.lambda_pose * pose, "ground": t.lambda_ground * (ground + scene_ground)}
+        terms = {"pose": t.lambda_pose * pose, "ground": t.lambda_ground * (ground + scene_ground)}
+        if states is not None and t.lambda_imagine > 0:
+            losses["imagine_loss"] = imagination_loss(unwrap(m["rssm"]), *states, batch)
+            terms["imagine"] = t.lambda_imagine * losses["imagine_loss"]
+        return terms
+
+
+def imagination_loss(rssm, H: torch.Tensor, Z: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Open-loop prediction error: from each posterior state of a window (H (B, L, det),
+    Z (B, L, stoch, classes)), imagine the window's remaining steps under the executed
+    actions with the prior alone, and decode them; normalised MSE against the grounded
+    observations and rewards that really followed.
+
+    Why (beyond the case study): the case study's terms train the prior one step at a
+    time, to match the posterior's class probabilities, and the decoder on posterior
+    states only. Nothing asks a *sequence* of prior states to decode into the future,
+    which is exactly what rehearsal reads; without this term the imagined states decode
+    worse than copying the last observation (docs/experiments.md)."""
+    actions = batch["actions"][:, :, 0]                                # executed at each frame
+    L = H.shape[1]
+    loss = H.new_zeros(())
+    for start in range(L - 1):
+        dream = rssm.imagine_trajectory(H[:, start], Z[:, start], actions[:, start:L - 1])
+        future = {k: batch[k][:, start + 1:] for k in (*GROUNDED_KEYS, "rewards")}   # what followed
+        loss = loss + reconstruction_loss(rssm.decode_observation(dream["h_states"], dream["z_states"]), future)
+        loss = loss + torch.nn.functional.mse_loss(dream["rewards"], future["rewards"].float())
+    return loss / max(L - 1, 1)

@@ -58,9 +58,15 @@ def plot_curves(history: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ["total_loss", "flow_loss", "wm_loss", "kl_loss", "grasp_loss", "pose_loss", "ground_loss", "lr"]
+    keys = ["total_loss", "flow_loss", "grasp_loss", "lr",
+            # the world model's terms: wm = latent + kl + reward + recon; imagine is the extension's
+            "wm_loss", "kl_loss", "latent_loss", "reward_loss", "recon_loss", "imagine_loss",
+            "pose_loss", "ground_loss"]
     keys = [k for k in keys if all(k in h for h in history)]
-    fig, axes = plt.subplots(2, 4, figsize=(16, 6))
+    rows = max(1, -(-len(keys) // 4))
+    fig, axes = plt.subplots(rows, 4, figsize=(16, 3 * rows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
     steps = [h["step"] for h in history]
     for ax, key in zip(axes.flat, keys):
         values = np.array([h[key] for h in history])
