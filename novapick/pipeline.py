@@ -42,7 +42,7 @@ from novapick.data.normalize import NormStats
 from novapick.data.scenes import SceneConfig, generate_scenes
 from novapick.evaluate.baseline import run_baseline_episode, summarize_baseline, train_baseline
 from novapick.evaluate.episodes import plan_episodes, run_episode
-from novapick.evaluate.outcome import outcome_ranking
+from novapick.evaluate.outcome import episode_moments, summarise_moments
 from novapick.evaluate.workers import evaluate_checkpoint, run_plans_in_workers
 from novapick.evaluate.world_model import world_model_cosine, world_model_prediction
 from novapick.metrics import summarize_episodes
@@ -186,6 +186,22 @@ def _baseline_share(state: dict, image_size: int, components: str, plans: list[d
         env.close()
 
 
+def _outcome_share(checkpoint: str, seed: int, k: int, plans: list[dict]) -> list[dict]:
+    """Worker process: the imagined-vs-real outcome moments of a share of the plans. Each
+    candidate runs its whole chunk, then the plain policy for 40 steps: 4 steps rarely
+    change what happens next (at 4 + 20 steps not one moment had mixed outcomes)."""
+    torch.set_num_threads(1)
+    model, mcfg = load_policy_model(checkpoint)
+    policy = VLAPolicy(model, mcfg, NormStats.load(Path(checkpoint).parent / "stats.json"), seed=seed)
+    env = make_env(mcfg.image_size)
+    try:
+        return [{"object_name": plan["object"], "seed": plan["seed"],
+                 "moments": episode_moments(policy, env, plan, k, max_moments=4, steps=40,
+                                            commit_steps=mcfg.chunk_size)} for plan in plans]
+    finally:
+        env.close()
+
+
 def evaluate_baseline_parallel(cfg: PipelineConfig, model, split: str) -> dict:
     """The grasp baseline on the same planned episodes as the VLA, over cfg.workers processes."""
     names = [o.name for o in load_catalog().split(split)][: cfg.episodes]
@@ -259,14 +275,11 @@ def analyse(cfg: PipelineConfig, data: dict, ckpt: Path, vla: dict, out: Path, l
     # failures are replayed in this process (same episode seeds) to save example frames
     policy = VLAPolicy(model, mcfg, stats, seed=cfg.seed + 7)
     if cfg.outcome_episodes:
-        env = make_env(mcfg.image_size)
         names = [o.name for o in load_catalog().split("novel")][: cfg.outcome_episodes]
         plans = plan_episodes(names, max(1, cfg.outcome_episodes // 50), (1, cfg.items), cfg.seed + 11)
-        # the whole chunk executed, then the plain policy for 40 steps: 4 steps rarely
-        # change what happens next (at 12 cm and 4 + 20 steps no moment had mixed outcomes)
-        found["world_model"].update(outcome_ranking(policy, env, plans, k=max(2, cfg.rehearsal_k), max_moments=4,
-                                                    steps=40, commit_steps=mcfg.chunk_size))
-        env.close()
+        per_episode = run_plans_in_workers(_outcome_share, plans, cfg.workers, str(ckpt), cfg.seed + 7,
+                                           max(2, cfg.rehearsal_k))
+        found["world_model"].update(summarise_moments([m for e in per_episode for m in e["moments"]]))
     found["policy"] = policy
     analyze_failures = optional_component(cfg, "analyze_failures")
     if analyze_failures is not None:

@@ -81,29 +81,30 @@ def rank_outcomes_at(policy: VLAPolicy, env, obs: dict, k: int, steps: int = OUT
     return {"scores": scores, "held": np.array(held)}
 
 
-def outcome_ranking(policy: VLAPolicy, env, plans: list[dict], k: int = 4, max_moments: int = 3,
-                    steps: int = OUTCOME_STEPS, progress: bool = True, max_steps: int = MAX_STEPS,
-                    commit_steps: int | None = None) -> dict:
-    """Run the planned episodes with the plain policy; at up to ``max_moments`` replans
-    per episode near the target, rank K candidates (:func:`rank_outcomes_at`).
+def episode_moments(policy: VLAPolicy, env, plan: dict, k: int = 4, max_moments: int = 3,
+                    steps: int = OUTCOME_STEPS, max_steps: int = MAX_STEPS,
+                    commit_steps: int | None = None) -> list[dict]:
+    """One planned episode with the plain policy; at up to ``max_moments`` replans near
+    the target, K candidates ranked (:func:`rank_outcomes_at`). The moments, in order."""
+    obs, _ = env.reset(seed=plan["seed"], options=plan_options(env, plan))
+    policy.reset(plan["seed"])
+    moments = []
+    for _ in range(max_steps):
+        if not policy.queue and len(moments) < max_moments and near_target(env):
+            moments.append(rank_outcomes_at(policy, env, obs, k, steps, commit_steps))
+        obs, _, terminated, truncated, _ = env.step(policy.select_action(obs))
+        if terminated or truncated:
+            break
+    return moments
 
-    Returns 'outcome_auc' (same-moment pairs), 'outcome_auc_pooled', 'outcome_moments'
+
+def summarise_moments(moments: list[dict]) -> dict:
+    """'outcome_auc' (same-moment pairs), 'outcome_auc_pooled', 'outcome_moments'
     (moments examined), 'outcome_mixed_moments' (moments where some candidates led to a
     grasp and some did not: only these decide the same-moment AUC), 'outcome_pairs',
-    'outcome_best_held' / 'outcome_plain_held' (at mixed moments: how often the top-scored
-    candidate / candidate 0, the plain policy's chunk, led to a grasp)."""
-    moments = []
-    for plan in tqdm(plans, desc="outcome ranking", disable=not progress):
-        obs, _ = env.reset(seed=plan["seed"], options=plan_options(env, plan))
-        policy.reset(plan["seed"])
-        found = 0
-        for _ in range(max_steps):
-            if not policy.queue and found < max_moments and near_target(env):
-                moments.append(rank_outcomes_at(policy, env, obs, k, steps, commit_steps))
-                found += 1
-            obs, _, terminated, truncated, _ = env.step(policy.select_action(obs))
-            if terminated or truncated:
-                break
+    'outcome_held_rate', 'outcome_best_held' / 'outcome_plain_held' (at mixed moments:
+    how often the top-scored candidate / candidate 0, the plain policy's chunk, led to a
+    grasp)."""
     same, weights, best, plain = [], [], [], []
     for m in moments:
         auc, pairs = pairwise_auc(m["scores"], m["held"])
@@ -114,9 +115,19 @@ def outcome_ranking(policy: VLAPolicy, env, plans: list[dict], k: int = 4, max_m
             plain.append(m["held"][0])
     scores = np.concatenate([m["scores"] for m in moments]) if moments else np.zeros(0)
     held = np.concatenate([m["held"] for m in moments]) if moments else np.zeros(0, bool)
+    mean = lambda xs: float(np.mean(xs)) if len(xs) else float("nan")  # noqa: E731
     return {"outcome_auc": float(np.average(same, weights=weights)) if same else float("nan"),
             "outcome_auc_pooled": pairwise_auc(scores, held)[0],
             "outcome_moments": len(moments), "outcome_mixed_moments": len(same),
-            "outcome_pairs": int(sum(weights)), "outcome_held_rate": float(held.mean()) if len(held) else float("nan"),
-            "outcome_best_held": float(np.mean(best)) if best else float("nan"),
-            "outcome_plain_held": float(np.mean(plain)) if plain else float("nan")}
+            "outcome_pairs": int(sum(weights)), "outcome_held_rate": mean(held),
+            "outcome_best_held": mean(best), "outcome_plain_held": mean(plain)}
+
+
+def outcome_ranking(policy: VLAPolicy, env, plans: list[dict], k: int = 4, max_moments: int = 3,
+                    steps: int = OUTCOME_STEPS, progress: bool = True, max_steps: int = MAX_STEPS,
+                    commit_steps: int | None = None) -> dict:
+    """:func:`episode_moments` of every plan in this process, :func:`summarise_moments`
+    of them all (novapick.pipeline runs the plans over worker processes instead)."""
+    moments = [m for plan in tqdm(plans, desc="outcome ranking", disable=not progress)
+               for m in episode_moments(policy, env, plan, k, max_moments, steps, max_steps, commit_steps)]
+    return summarise_moments(moments)
