@@ -20,13 +20,13 @@ from novapick.sim import make_env
 
 
 def _evaluate_share(checkpoint: str, stats_path: str, rehearsal_k: int, seed: int, max_steps: int,
-                    temperature: float, plans: list[dict]) -> list[dict]:
+                    temperature: float, candidate_temperature: float, plans: list[dict]) -> list[dict]:
     """Worker process: load the policy and its own simulator, run a share of the plans."""
     torch.set_num_threads(1)  # one core per worker
     model, mcfg = load_policy_model(checkpoint)
     env = make_env(mcfg.image_size)
     policy = VLAPolicy(model, mcfg, NormStats.load(stats_path), rehearsal_k=rehearsal_k, seed=seed,
-                       temperature=temperature)
+                       temperature=temperature, candidate_temperature=candidate_temperature)
     try:
         return run_planned_episodes(policy, env, plans, progress=False, max_steps=max_steps)
     finally:
@@ -48,7 +48,7 @@ def run_plans_in_workers(run_share, plans: list[dict], workers: int, *args) -> l
 def evaluate_checkpoint(checkpoint: str | Path, object_set: list, num_episodes: int = 1, *,
                         n_items: int | tuple[int, int] = (1, 5), seed: int = 0, rehearsal_k: int = 0,
                         workers: int = 1, stats_path: str | Path | None = None, max_steps: int = MAX_STEPS,
-                        temperature: float = DEFAULT_TEMPERATURE) -> dict:
+                        temperature: float = DEFAULT_TEMPERATURE, candidate_temperature: float = 1.0) -> dict:
     """A saved checkpoint in the cell over ``workers`` processes (same episodes and
     results for any number of workers): :func:`summarize_evaluation` of its episodes."""
     checkpoint = str(checkpoint)
@@ -57,7 +57,7 @@ def evaluate_checkpoint(checkpoint: str | Path, object_set: list, num_episodes: 
     stats_path = str(stats_path or Path(checkpoint).parent / "stats.json")
     plans = plan_episodes(object_set, num_episodes, n_items, seed)
     infos = run_plans_in_workers(_evaluate_share, plans, workers, checkpoint, stats_path, rehearsal_k, seed,
-                                 max_steps, temperature)
+                                 max_steps, temperature, candidate_temperature)
     result = summarize_evaluation(infos)
     print(format_evaluation(result))
     return result

@@ -45,18 +45,20 @@ class VLAPolicy:
     ``rehearsal_k`` > 1 turns on world-model rehearsal: sample K candidate chunks,
     imagine 5 steps of each with the RSSM prior, score them by predicted reward plus
     grasp confidence, and execute the best. Candidate 0 is the plain policy's chunk (at
-    ``temperature``), the others are drawn at temperature 1 so they differ.
+    ``temperature``), the others at ``candidate_temperature`` (1: the learned
+    distribution; lower keeps them closer to the plain chunk).
     """
 
     def __init__(self, model: dict, mcfg: ModelConfig, stats: NormStats, device: str | torch.device = "cpu",
                  execute_steps: int = EXECUTE_STEPS, flow_steps: int = 10, rehearsal_k: int = 0, seed: int = 0,
-                 temperature: float = DEFAULT_TEMPERATURE):
-        if not 0.0 <= temperature <= 1.0:
-            raise ValueError(f"temperature must be in [0, 1], got {temperature}")
+                 temperature: float = DEFAULT_TEMPERATURE, candidate_temperature: float = 1.0):
+        for name, value in (("temperature", temperature), ("candidate_temperature", candidate_temperature)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         if rehearsal_k > 1 and not all(hasattr(model["rssm"], m) for m in ("predict_reward", "decode_observation")):
             raise ValueError("rehearsal needs RSSM.predict_reward and RSSM.decode_observation (docs/contract.md)")
         self.model, self.mcfg, self.stats = model, mcfg, stats
-        self.temperature = temperature
+        self.temperature, self.candidate_temperature = temperature, candidate_temperature
         self.device = torch.device(device)
         self.execute_steps, self.flow_steps, self.rehearsal_k = execute_steps, flow_steps, rehearsal_k
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -132,6 +134,7 @@ class VLAPolicy:
             return head.sample(cond.expand(k, -1), self.flow_steps)
         noise = torch.randn((k, head.action_chunk_size, head.action_dim), generator=self.generator)
         noise[0] *= self.temperature    # candidate 0: the plain policy's chunk
+        noise[1:] *= self.candidate_temperature
         chunks = euler_sample(head, cond.expand(k, -1), self.flow_steps, noise=noise.to(self.device))
         return self.model["action_scaler"].unnormalize(chunks)
 
