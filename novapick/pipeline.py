@@ -187,17 +187,15 @@ def _baseline_share(state: dict, image_size: int, components: str, plans: list[d
 
 
 def _outcome_share(checkpoint: str, seed: int, k: int, plans: list[dict]) -> list[dict]:
-    """Worker process: the imagined-vs-real outcome moments of a share of the plans. Each
-    candidate runs its whole chunk, then the plain policy for 40 steps: 4 steps rarely
-    change what happens next (at 4 + 20 steps not one moment had mixed outcomes)."""
+    """Worker process: the imagined-vs-real outcome moments of a share of the plans
+    (novapick.evaluate.outcome's protocol)."""
     torch.set_num_threads(1)
     model, mcfg = load_policy_model(checkpoint)
     policy = VLAPolicy(model, mcfg, NormStats.load(Path(checkpoint).parent / "stats.json"), seed=seed)
     env = make_env(mcfg.image_size)
     try:
         return [{"object_name": plan["object"], "seed": plan["seed"],
-                 "moments": episode_moments(policy, env, plan, k, max_moments=4, steps=40,
-                                            commit_steps=mcfg.chunk_size)} for plan in plans]
+                 "moments": episode_moments(policy, env, plan, k)} for plan in plans]
     finally:
         env.close()
 

@@ -3,8 +3,10 @@
 At moments of a closed-loop episode where the policy is about to replan near the
 target, the simulator and the policy are saved; K candidate chunks are sampled as
 rehearsal samples them and scored by imagination (``VLAPolicy.rehearsal_scores``); then
-each candidate is really executed from the saved moment (its first 4 steps, as
-rehearsal would, then the plain policy) and we record whether the target got held. The
+each candidate is really executed from the saved moment (the whole chunk, then the plain
+policy) and we record whether the target got held. Why the whole chunk: after the 4
+steps rehearsal commits to, the plain policy made every candidate end alike (at 12 cm,
+4 + 20 steps, not one of 18 moments had mixed outcomes; docs/experiments.md). The
 episode itself goes on unchanged, as the plain policy runs it.
 
 Two figures: ``outcome_auc``, the probability that a chunk that led to a grasp scores
@@ -22,7 +24,8 @@ from novapick.policy.vla import MAX_STEPS, VLAPolicy
 from novapick.sim import robot as R
 
 NEAR_TARGET_M = 0.2      # the hand within 20 cm of the target's top: where grasps are decided
-OUTCOME_STEPS = 24       # a candidate's consequence: held within 1.2 s of the moment
+OUTCOME_STEPS = 40       # a candidate's consequence: held within 2 s of the moment
+MAX_MOMENTS = 4          # moments examined per episode
 
 
 def pairwise_auc(scores: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
@@ -60,9 +63,9 @@ def _held_after(policy: VLAPolicy, env, obs: dict, first: np.ndarray, steps: int
 def rank_outcomes_at(policy: VLAPolicy, env, obs: dict, k: int, steps: int = OUTCOME_STEPS,
                      commit_steps: int | None = None) -> dict:
     """At the current moment (the policy about to replan): K candidates' imagined scores
-    and real outcomes, each candidate executed for ``commit_steps`` (default: the
-    policy's 4, as rehearsal commits) before the plain policy takes over. Leaves the
-    simulator and the policy as they were."""
+    and real outcomes, each candidate executed for ``commit_steps`` (default: its whole
+    chunk) before the plain policy takes over. Leaves the simulator and the policy as
+    they were."""
     cell = env.unwrapped
     saved_policy, saved_env = policy.snapshot(), cell.snapshot()
     try:
@@ -73,7 +76,7 @@ def rank_outcomes_at(policy: VLAPolicy, env, obs: dict, k: int, steps: int = OUT
         for chunk in chunks.cpu().numpy():     # each future starts from the saved moment
             cell.restore(saved_env)
             policy.restore(saved_policy)
-            held.append(_held_after(policy, env, obs, chunk[: commit_steps or policy.execute_steps], steps))
+            held.append(_held_after(policy, env, obs, chunk[: commit_steps or len(chunk)], steps))
     finally:
         cell.restore(saved_env)
         cell.drop_snapshot(saved_env)
@@ -81,7 +84,7 @@ def rank_outcomes_at(policy: VLAPolicy, env, obs: dict, k: int, steps: int = OUT
     return {"scores": scores, "held": np.array(held)}
 
 
-def episode_moments(policy: VLAPolicy, env, plan: dict, k: int = 4, max_moments: int = 3,
+def episode_moments(policy: VLAPolicy, env, plan: dict, k: int = 4, max_moments: int = MAX_MOMENTS,
                     steps: int = OUTCOME_STEPS, max_steps: int = MAX_STEPS,
                     commit_steps: int | None = None) -> list[dict]:
     """One planned episode with the plain policy; at up to ``max_moments`` replans near
@@ -123,7 +126,7 @@ def summarise_moments(moments: list[dict]) -> dict:
             "outcome_best_held": mean(best), "outcome_plain_held": mean(plain)}
 
 
-def outcome_ranking(policy: VLAPolicy, env, plans: list[dict], k: int = 4, max_moments: int = 3,
+def outcome_ranking(policy: VLAPolicy, env, plans: list[dict], k: int = 4, max_moments: int = MAX_MOMENTS,
                     steps: int = OUTCOME_STEPS, progress: bool = True, max_steps: int = MAX_STEPS,
                     commit_steps: int | None = None) -> dict:
     """:func:`episode_moments` of every plan in this process, :func:`summarise_moments`
