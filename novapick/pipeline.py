@@ -44,7 +44,8 @@ from novapick.evaluate.baseline import run_baseline_episode, summarize_baseline,
 from novapick.evaluate.episodes import plan_episodes, run_episode
 from novapick.evaluate.outcome import episode_moments, summarise_moments
 from novapick.evaluate.workers import evaluate_checkpoint, run_plans_in_workers
-from novapick.evaluate.world_model import world_model_cosine, world_model_prediction
+from novapick.evaluate.world_model import (latent_rollouts, plot_imagination, world_model_cosine,
+                                          world_model_prediction)
 from novapick.metrics import summarize_episodes
 from novapick.policy.model import build_model, load_components, load_policy_model
 from novapick.policy.vla import DEFAULT_TEMPERATURE, VLAPolicy
@@ -75,6 +76,7 @@ class PipelineConfig:
     train_steps: int = 4000     # VLA gradient steps (quick: 9-15 min on 2 CPU cores, by machine)
     baseline_steps: int = 300  # offline the ResNet-18 trains too (~80 s; 600 steps: 149 s, same success)
     rehearsal_k: int = 4        # candidate chunks imagined per replan in the rehearsal run
+    rehearsal_margin: float = 0.1  # ... a candidate replaces the plain chunk only when its score is this much higher
     clutter_episodes: int = 50  # per split, in bins of 1..30 items
     heldout_episodes: int = 40  # never trained on: the world model's prediction is measured there
     outcome_episodes: int = 30  # novel episodes whose near-target moments rank imagined against real outcomes
@@ -165,7 +167,8 @@ def evaluate_vla(cfg: PipelineConfig, ckpt: Path, rehearsal_k: int = 0, splits=(
     for split in splits:
         names = [o.name for o in load_catalog().split(split)][: cfg.episodes]
         res = evaluate_checkpoint(ckpt, names, per_object, n_items=(1, items or cfg.items), seed=cfg.seed + 7,
-                                  rehearsal_k=rehearsal_k, workers=cfg.workers)
+                                  rehearsal_k=rehearsal_k, workers=cfg.workers,
+                                  rehearsal_margin=cfg.rehearsal_margin if rehearsal_k > 1 else 0.0)
         out[split] = {**_row(summarize_episodes(res["infos"])), "latency_ms_p50": res["latency_ms_p50"],
                       "success_interval_95": res["success_interval_95"],
                       "per_object_success": res["per_object_success"], "episodes": res["episodes"],
@@ -270,6 +273,8 @@ def analyse(cfg: PipelineConfig, data: dict, ckpt: Path, vla: dict, out: Path, l
     found = {"world_model": {
         **world_model_prediction(model, windows, held_out, context=context, horizon=5, max_batches=10),
         **world_model_cosine(model, held_out, horizon=5, max_batches=10, context=context)}}
+    found["imagination_plot"] = plot_imagination(latent_rollouts(model, next(iter(held_out)), context, 5),
+                                                 out / "imagination.png", context)
     # failures are replayed in this process (same episode seeds) to save example frames
     policy = VLAPolicy(model, mcfg, stats, seed=cfg.seed + 7)
     if cfg.outcome_episodes:
@@ -320,6 +325,7 @@ def collect_results(cfg: PipelineConfig, commit: str, data: dict, rows: dict, tr
                                  "novel": _clean(rows["vla-clutter-1-30/novel"])}},
         "rehearsal": {"success_known": rows["vla+rehearsal/known"]["success_rate"],
                       "success_novel": rows["vla+rehearsal/novel"]["success_rate"], "k": cfg.rehearsal_k,
+                      "margin": cfg.rehearsal_margin,
                       "known": _clean(rows["vla+rehearsal/known"]), "novel": _clean(rows["vla+rehearsal/novel"])},
         "baseline": skipped if baseline_train is None else {
             "success_known": rows["baseline/known"]["success_rate"],
@@ -364,6 +370,7 @@ def run(cfg: PipelineConfig) -> dict:
     found = analyse(cfg, data, ckpt, vla, out, laps)
     artifacts = {"video": str(record_video(cfg, out)), "vla_video": str(record_vla_video(cfg, found["policy"], out)),
                  "loss_curves": str(out / "vla_quick" / "loss_curves.png"), "checkpoint": str(ckpt),
+                 "imagination": str(found["imagination_plot"]),
                  "failure_frames": str(out / "failures")}
     laps.timings["total_s"] = time.perf_counter() - laps.start
     results = collect_results(cfg, commit, data, rows, train_summary, baseline_train, found, artifacts,

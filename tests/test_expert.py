@@ -153,6 +153,7 @@ def test_reference_pipeline_smoke_run(tmp_path):
     assert saved["vla"]["success_known"] == saved["vla"]["success_novel"] == 0.0
     assert saved["rehearsal"]["success_novel"] == saved["rehearsal"]["success_known"] == 0.0
     assert saved["rehearsal"]["k"] == 4 and saved["rehearsal"]["known"]["episodes"] == 2
+    assert saved["rehearsal"]["margin"] == 0.1
     assert saved["vla"]["novel"]["episodes"] == 2 and saved["baseline"]["novel"]["episodes"] == 2
     assert saved["vla"]["clutter_1_30"]["known"]["episodes"] == 2 and saved["config"]["clutter_episodes"] == 2
     # every failed novel episode is in exactly one failure category
@@ -175,6 +176,7 @@ def test_reference_pipeline_smoke_run(tmp_path):
     assert wm["outcome_moments"] >= wm["outcome_mixed_moments"] >= 0 and "outcome_auc" in wm
     assert saved["timings"]["train_s"] > 0 and (tmp_path / "vla_quick" / "loss_curves.png").exists()
     assert (tmp_path / "expert_rollouts.gif").stat().st_size > 10_000
+    assert (tmp_path / "imagination.png").stat().st_size > 10_000 and saved["artifacts"]["imagination"]
     assert results["timings"]["total_s"] > 0
     assert saved["data"]["episodes"] == 4 and len(saved["data"]["content_hash"]) == 64
     assert saved["data"]["grounding_scenes"] == 8 and saved["vla"]["training"]["grounding_scenes"] == 8

@@ -52,3 +52,28 @@ def test_outcome_ranking_reports_its_figures(policy, env):
     assert set(r) >= {"outcome_auc", "outcome_auc_pooled", "outcome_moments", "outcome_mixed_moments",
                       "outcome_best_held", "outcome_plain_held"}
     assert r["outcome_moments"] >= r["outcome_mixed_moments"] >= 0
+
+
+def _chosen_and_candidates(policy, env, margin: float):
+    """The chunk a K = 3 rehearsal policy with ``margin`` executes at an episode's first
+    replan, beside the candidates it drew and their scores (same generator state)."""
+    from novapick.policy.vla import VLAPolicy
+    rehearsing = VLAPolicy(policy.model, policy.mcfg, policy.stats, rehearsal_k=3, rehearsal_margin=margin, seed=3)
+    obs, _ = env.reset(seed=5, options={"n_items": 2})
+    rehearsing.reset(5)
+    rehearsing.observe(obs)
+    cond = rehearsing.current_condition()
+    rehearsing.generator.manual_seed(1)
+    candidates = rehearsing.sample_chunks(cond, 3)
+    scores = rehearsing.rehearsal_scores(candidates)
+    rehearsing.generator.manual_seed(1)
+    return rehearsing.predict_action_chunk(cond), candidates.numpy(), scores.numpy()
+
+
+def test_the_rehearsal_margin_decides_when_a_candidate_replaces_the_plain_chunk(policy, env):
+    chosen, candidates, scores = _chosen_and_candidates(policy, env, 0.0)
+    np.testing.assert_allclose(chosen, candidates[int(scores.argmax())])        # margin 0: the best score wins
+    chosen, candidates, _ = _chosen_and_candidates(policy, env, 1e6)
+    np.testing.assert_allclose(chosen, candidates[0])                           # an unbeatable margin: plain
+    with pytest.raises(ValueError, match="rehearsal_margin"):
+        type(policy)(policy.model, policy.mcfg, policy.stats, rehearsal_k=3, rehearsal_margin=-0.1)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from novapick.evaluate.world_model import fit_readout, world_model_prediction
+from novapick.evaluate.world_model import fit_readout, latent_rollouts, plot_imagination, world_model_prediction
 from novapick.train.batch import GROUNDED_DIM
 
 S, B, L = 8, 32, 8
@@ -129,3 +129,14 @@ def test_an_rssm_without_a_decoder_is_measured_by_the_probe():
     model = {"encoder": PixelEncoder(), "rssm": BareRSSM()}
     wm = world_model_prediction(model, windows(0), windows(1), context=3, horizon=5)
     assert wm["proprio_err_5"] == wm["proprio_probe_err_5"] < 0.8 * wm["proprio_err_5_copy_last"]
+
+
+def test_the_imagination_figure_draws_real_against_imagined(tmp_path):
+    model = {"encoder": PixelEncoder(), "rssm": OracleRSSM(True)}
+    rollouts = latent_rollouts(model, windows(0, 1)[0], context=3, horizon=5)
+    assert rollouts["decoded_imagined"]["proprio"].shape == (B, 5, 14)
+    # the integrating oracle imagines the joint angles exactly: what the figure shows
+    torch.testing.assert_close(rollouts["decoded_imagined"]["proprio"][..., :7],
+                               rollouts["targets"]["proprio"][:, 3:, :7])
+    path = plot_imagination(rollouts, tmp_path / "imagination.png", context=3, windows=2)
+    assert path.stat().st_size > 10_000

@@ -20,13 +20,19 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rehearsal-k", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
                     help="flow sampling noise scale: 0 = most typical chunk, 1 = sample")
+    ap.add_argument("--candidate-temperature", type=float, default=1.0,
+                    help="rehearsal: noise scale of candidates 1..K-1 (candidate 0 is the plain chunk)")
+    ap.add_argument("--rehearsal-margin", type=float, default=0.0,
+                    help="rehearsal: a candidate replaces the plain chunk only when its score is this much higher")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args(argv)
     objects = [o.name for o in load_catalog().split(args.split)]
     result = evaluate_checkpoint(args.checkpoint, objects, args.episodes_per_object, n_items=(1, args.items),
                                  seed=args.seed, rehearsal_k=args.rehearsal_k, workers=args.workers,
-                                 stats_path=args.stats, temperature=args.temperature)
+                                 stats_path=args.stats, temperature=args.temperature,
+                                 candidate_temperature=args.candidate_temperature,
+                                 rehearsal_margin=args.rehearsal_margin)
     result.pop("infos")
     print(json.dumps(result))
     return result

@@ -19,14 +19,14 @@ from novapick.policy.vla import DEFAULT_TEMPERATURE, MAX_STEPS, VLAPolicy
 from novapick.sim import make_env
 
 
-def _evaluate_share(checkpoint: str, stats_path: str, rehearsal_k: int, seed: int, max_steps: int,
-                    temperature: float, candidate_temperature: float, plans: list[dict]) -> list[dict]:
-    """Worker process: load the policy and its own simulator, run a share of the plans."""
+def _evaluate_share(checkpoint: str, stats_path: str, max_steps: int, policy_options: dict,
+                    plans: list[dict]) -> list[dict]:
+    """Worker process: load the policy (``VLAPolicy(..., **policy_options)``) and its own
+    simulator, run a share of the plans."""
     torch.set_num_threads(1)  # one core per worker
     model, mcfg = load_policy_model(checkpoint)
     env = make_env(mcfg.image_size)
-    policy = VLAPolicy(model, mcfg, NormStats.load(stats_path), rehearsal_k=rehearsal_k, seed=seed,
-                       temperature=temperature, candidate_temperature=candidate_temperature)
+    policy = VLAPolicy(model, mcfg, NormStats.load(stats_path), **policy_options)
     try:
         return run_planned_episodes(policy, env, plans, progress=False, max_steps=max_steps)
     finally:
@@ -48,7 +48,8 @@ def run_plans_in_workers(run_share, plans: list[dict], workers: int, *args) -> l
 def evaluate_checkpoint(checkpoint: str | Path, object_set: list, num_episodes: int = 1, *,
                         n_items: int | tuple[int, int] = (1, 5), seed: int = 0, rehearsal_k: int = 0,
                         workers: int = 1, stats_path: str | Path | None = None, max_steps: int = MAX_STEPS,
-                        temperature: float = DEFAULT_TEMPERATURE, candidate_temperature: float = 1.0) -> dict:
+                        temperature: float = DEFAULT_TEMPERATURE, candidate_temperature: float = 1.0,
+                        rehearsal_margin: float = 0.0) -> dict:
     """A saved checkpoint in the cell over ``workers`` processes (same episodes and
     results for any number of workers): :func:`summarize_evaluation` of its episodes."""
     checkpoint = str(checkpoint)
@@ -56,8 +57,9 @@ def evaluate_checkpoint(checkpoint: str | Path, object_set: list, num_episodes: 
         raise FileNotFoundError(f"no checkpoint at {checkpoint} (train one with python -m novapick.train)")
     stats_path = str(stats_path or Path(checkpoint).parent / "stats.json")
     plans = plan_episodes(object_set, num_episodes, n_items, seed)
-    infos = run_plans_in_workers(_evaluate_share, plans, workers, checkpoint, stats_path, rehearsal_k, seed,
-                                 max_steps, temperature, candidate_temperature)
+    options = dict(rehearsal_k=rehearsal_k, seed=seed, temperature=temperature,
+                   candidate_temperature=candidate_temperature, rehearsal_margin=rehearsal_margin)
+    infos = run_plans_in_workers(_evaluate_share, plans, workers, checkpoint, stats_path, max_steps, options)
     result = summarize_evaluation(infos)
     print(format_evaluation(result))
     return result

@@ -1,6 +1,9 @@
 """World-model prediction accuracy (Section 2's metric), through the RSSM's public API."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -226,3 +229,49 @@ def world_model_prediction(model: dict, fit_loader, test_loader, context: int = 
                 out[f"{name}_err_{k}"] = probe
                 out[f"{name}_err_{k}_random"] = out[f"{name}_probe_err_{k}_random"]
     return out
+
+
+# What plot_imagination draws: (title, quantity of GROUNDED, column)
+IMAGINATION_PANELS = (("joint 1 angle (normalised)", "proprio", 0), ("joint 2 angle (normalised)", "proprio", 1),
+                      ("suction pressure", "gripper", 0), ("jaw aperture (m)", "gripper", 1),
+                      ("target held", "grasp", 0), ("reward", "reward", 0))
+
+
+def plot_imagination(rollouts: dict, path: Path, context: int, windows: int = 3) -> Path:
+    """Imagined against real, the figure to look at before any number: for the first
+    ``windows`` windows of one :func:`latent_rollouts` batch, each panel of
+    :data:`IMAGINATION_PANELS` draws what the simulator recorded (black), what the model
+    decodes from its posterior when it observes every frame (blue, dashed: the
+    reconstruction) and what it decodes from
+    the states it imagines after ``context`` observed steps (orange, from the last
+    observed state on). A model that predicts keeps the orange line on the black one;
+    "nothing changes" would be a flat orange line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [p for p in IMAGINATION_PANELS if p[1] in rollouts["decoded_imagined"]]
+    n = min(windows, len(rollouts["posterior"]))
+    fig, axes = plt.subplots(n, len(panels), figsize=(3 * len(panels), 2.4 * n), squeeze=False)
+    L, horizon = rollouts["posterior"].shape[1], rollouts["imagined"].shape[1]
+    frames = np.arange(L)
+    for row in range(n):
+        for ax, (title, name, col) in zip(axes[row], panels):
+            real = rollouts["targets"][name][row, :, col].cpu().numpy()
+            observed = rollouts["decoded_posterior"][name][row, :, col].cpu().numpy()
+            imagined = rollouts["decoded_imagined"][name][row, :, col].cpu().numpy()
+            ax.plot(frames, real, "k-", lw=2, label="real")
+            ax.plot(frames, observed, "b--", lw=1, label="decoded (observing)")
+            ax.plot(frames[context - 1:context + horizon], np.r_[observed[context - 1], imagined], "o-",
+                    color="tab:orange", ms=3, label="decoded (imagined)")
+            ax.axvline(context - 0.5, color="grey", lw=0.5)
+            ax.set_title(title if row == 0 else "", fontsize=9)
+            ax.set_xlabel("frame" if row == n - 1 else "")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{context} observed frames, then {horizon} imagined under the executed actions", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

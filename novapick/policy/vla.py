@@ -46,19 +46,25 @@ class VLAPolicy:
     imagine 5 steps of each with the RSSM prior, score them by predicted reward plus
     grasp confidence, and execute the best. Candidate 0 is the plain policy's chunk (at
     ``temperature``), the others at ``candidate_temperature`` (1: the learned
-    distribution; lower keeps them closer to the plain chunk).
+    distribution; lower keeps them closer to the plain chunk). A candidate replaces the
+    plain chunk only when its score beats the plain chunk's by more than
+    ``rehearsal_margin`` (0: the best score wins, as in the case study).
     """
 
     def __init__(self, model: dict, mcfg: ModelConfig, stats: NormStats, device: str | torch.device = "cpu",
                  execute_steps: int = EXECUTE_STEPS, flow_steps: int = 10, rehearsal_k: int = 0, seed: int = 0,
-                 temperature: float = DEFAULT_TEMPERATURE, candidate_temperature: float = 1.0):
+                 temperature: float = DEFAULT_TEMPERATURE, candidate_temperature: float = 1.0,
+                 rehearsal_margin: float = 0.0):
         for name, value in (("temperature", temperature), ("candidate_temperature", candidate_temperature)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if not rehearsal_margin >= 0:
+            raise ValueError(f"rehearsal_margin must be >= 0, got {rehearsal_margin}")
         if rehearsal_k > 1 and not all(hasattr(model["rssm"], m) for m in ("predict_reward", "decode_observation")):
             raise ValueError("rehearsal needs RSSM.predict_reward and RSSM.decode_observation (docs/contract.md)")
         self.model, self.mcfg, self.stats = model, mcfg, stats
         self.temperature, self.candidate_temperature = temperature, candidate_temperature
+        self.rehearsal_margin = rehearsal_margin
         self.device = torch.device(device)
         self.execute_steps, self.flow_steps, self.rehearsal_k = execute_steps, flow_steps, rehearsal_k
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -145,7 +151,9 @@ class VLAPolicy:
         chunks = self.sample_chunks(cond, k)
         if k == 1:
             return chunks[0].cpu().numpy()
-        return chunks[int(self.rehearsal_scores(chunks).argmax())].cpu().numpy()
+        scores = self.rehearsal_scores(chunks)
+        scores[1:] -= self.rehearsal_margin    # the plain chunk keeps its place unless clearly beaten
+        return chunks[int(scores.argmax())].cpu().numpy()
 
     @torch.no_grad()
     def rehearsal_scores(self, chunks: torch.Tensor) -> torch.Tensor:
