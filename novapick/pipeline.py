@@ -167,8 +167,7 @@ def evaluate_vla(cfg: PipelineConfig, ckpt: Path, rehearsal_k: int = 0, splits=(
     for split in splits:
         names = [o.name for o in load_catalog().split(split)][: cfg.episodes]
         res = evaluate_checkpoint(ckpt, names, per_object, n_items=(1, items or cfg.items), seed=cfg.seed + 7,
-                                  rehearsal_k=rehearsal_k, workers=cfg.workers,
-                                  rehearsal_margin=cfg.rehearsal_margin if rehearsal_k > 1 else 0.0)
+                                  rehearsal_k=rehearsal_k, workers=cfg.workers, rehearsal_margin=cfg.rehearsal_margin)
         out[split] = {**_row(summarize_episodes(res["infos"])), "latency_ms_p50": res["latency_ms_p50"],
                       "success_interval_95": res["success_interval_95"],
                       "per_object_success": res["per_object_success"], "episodes": res["episodes"],
