@@ -243,8 +243,9 @@ def plot_imagination(rollouts: dict, path: Path, context: int, windows: int = 3)
     :data:`IMAGINATION_PANELS` draws what the simulator recorded (black), what the model
     decodes from its posterior when it observes every frame (blue, dashed: the
     reconstruction) and what it decodes from the states it imagines after ``context``
-    observed steps (orange, from the last observed state on). A model that predicts keeps the orange line on the black one;
-    "nothing changes" would be a flat orange line."""
+    observed steps (orange, from the last observed state on). A model that predicts
+    keeps the orange line on the black one; "nothing changes" would be a flat orange
+    line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
